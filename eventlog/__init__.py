@@ -1,0 +1,31 @@
+"""rewind's storage engine: bytes, records, segments, snapshots, fsync. Nothing about jobs."""
+
+from eventlog.atomic import atomic_write, read_checked, write_checked
+from eventlog.errors import (
+    CorruptFileError,
+    CorruptLogError,
+    LogClosedError,
+    LogError,
+    LogFailedError,
+    LogLockedError,
+    RecordTooLargeError,
+)
+from eventlog.frame import MAX_PAYLOAD
+from eventlog.log import EventLog, Record, Recovery
+
+__all__ = [
+    "MAX_PAYLOAD",
+    "CorruptFileError",
+    "CorruptLogError",
+    "EventLog",
+    "LogClosedError",
+    "LogError",
+    "LogFailedError",
+    "LogLockedError",
+    "Record",
+    "RecordTooLargeError",
+    "Recovery",
+    "atomic_write",
+    "read_checked",
+    "write_checked",
+]

@@ -1,0 +1,72 @@
+"""The one way rewind writes a file outside the log: temp file, fsync, rename, fsync dir.
+
+A reader sees the old bytes or the new bytes, never a mix. Files that must also detect bit rot
+are sealed with a small checksummed header (`write_checked` / `read_checked`).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import google_crc32c
+
+from eventlog import fsutil
+from eventlog.errors import CorruptFileError
+
+_SEAL = struct.Struct("<4sHHQI")  # magic, version, reserved, length, crc32c(data)
+_SEAL_MAGIC = b"RWCK"
+_SEAL_VERSION = 1
+
+
+def atomic_write(path: Path | str, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash at any instant leaves old or new, whole."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fsutil.write_all(fd, data)
+            fsutil.fullsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsutil.fsync_dir(path.parent)
+
+
+def seal(data: bytes) -> bytes:
+    """Prefix `data` with magic, length and CRC so truncation and bit flips are detectable."""
+    crc = google_crc32c.value(data)
+    return _SEAL.pack(_SEAL_MAGIC, _SEAL_VERSION, 0, len(data), crc) + data
+
+
+def unseal(blob: bytes, origin: Path) -> bytes:
+    """Inverse of `seal`; raises CorruptFileError naming `origin` on any mismatch."""
+    if len(blob) < _SEAL.size:
+        raise CorruptFileError(origin, f"{len(blob)} bytes is shorter than the header")
+    magic, version, _, length, crc = _SEAL.unpack_from(blob)
+    if magic != _SEAL_MAGIC:
+        raise CorruptFileError(origin, "bad magic, not a checksummed rewind file")
+    if version != _SEAL_VERSION:
+        raise CorruptFileError(origin, f"unsupported checksum format version {version}")
+    data = blob[_SEAL.size :]
+    if len(data) != length:
+        raise CorruptFileError(origin, f"length {len(data)} but header says {length}")
+    if google_crc32c.value(data) != crc:
+        raise CorruptFileError(origin, "checksum mismatch")
+    return data
+
+
+def write_checked(path: Path | str, data: bytes) -> None:
+    """atomic_write of a sealed copy of `data`."""
+    atomic_write(path, seal(data))
+
+
+def read_checked(path: Path | str) -> bytes:
+    """Read a file written by `write_checked`, verifying its checksum."""
+    path = Path(path)
+    return unseal(path.read_bytes(), path)

@@ -1,0 +1,164 @@
+"""Record framing: `word u32 | crc32c u32 | seq u64 | payload`, little-endian.
+
+`word` holds the payload length in its low 30 bits and, in bit 31, the *continues* flag: the
+record is part of a multi-record group (`append_many`) and is not the group's last. A group is
+all-or-nothing: a reader never yields a group whose last record is missing, and tail repair cuts
+an unfinished group whole. The CRC covers payload, word and seq (in that order, so
+the writer needs no copy of the payload), so a flipped flag or length is caught like any other
+damage.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from google_crc32c import extend as _crc_extend
+from google_crc32c import value as _crc_value
+
+HEADER = struct.Struct("<IIQ")
+HEADER_SIZE = HEADER.size
+_SEQ = struct.Struct("<Q")
+_WORD_SEQ = struct.Struct("<IQ")
+
+MAX_PAYLOAD = 16 * 2**20
+CONTINUES = 1 << 31
+_LENGTH_MASK = (1 << 30) - 1
+_RESERVED = 1 << 30
+
+
+def frame_parts(seq: int, payload: bytes, continues: bool) -> tuple[bytes, bytes]:
+    """Header and payload of one frame, ready for `b"".join` without an extra payload copy."""
+    word = (len(payload) | CONTINUES) if continues else len(payload)
+    crc = _crc_extend(_crc_value(payload), _WORD_SEQ.pack(word, seq))
+    return HEADER.pack(word, crc, seq), payload
+
+
+def frame_size(payload: bytes) -> int:
+    return HEADER_SIZE + len(payload)
+
+
+def _checksum(word: int, seq: int, payload: bytes) -> int:
+    """The frame CRC, computed exactly as frame_parts computes it."""
+    return int(_crc_extend(_crc_value(payload), _WORD_SEQ.pack(word, seq)))
+
+
+class Stop(enum.Enum):
+    """Why a scan stopped. END is the only clean reason."""
+
+    END = "end"
+    SHORT = "short frame"
+    LENGTH = "length beyond limit"
+    CRC = "checksum mismatch"
+    SEQ = "wrong seq"
+
+
+class Frame(NamedTuple):
+    seq: int
+    payload: bytes
+    continues: bool
+    offset: int
+
+
+class FrameScan:
+    """Iterates valid, consecutive frames of a buffer; afterwards `stop`/`stop_offset` say why.
+
+    A length field is never trusted past MAX_PAYLOAD or the buffer's end, so a flipped bit cannot
+    make a reader allocate gigabytes or swallow the records that follow.
+    """
+
+    def __init__(self, buf: bytes, offset: int, next_seq: int) -> None:
+        self.buf = buf
+        self.offset = offset
+        self.next_seq = next_seq
+        self.stop = Stop.END
+        self.stop_offset = offset
+
+    def __iter__(self) -> Iterator[Frame]:
+        buf = self.buf
+        end = len(buf)
+        offset = self.offset
+        seq = self.next_seq
+        unpack = HEADER.unpack_from
+        while True:
+            if offset == end:
+                self.stop = Stop.END
+                break
+            if offset + HEADER_SIZE > end:
+                self.stop = Stop.SHORT
+                break
+            word, crc, frame_seq = unpack(buf, offset)
+            length = word & _LENGTH_MASK
+            if length > MAX_PAYLOAD or word & _RESERVED:
+                self.stop = Stop.LENGTH
+                break
+            body_end = offset + HEADER_SIZE + length
+            if body_end > end:
+                self.stop = Stop.SHORT
+                break
+            payload = buf[offset + HEADER_SIZE : body_end]
+            if _checksum(word, frame_seq, payload) != crc:
+                self.stop = Stop.CRC
+                break
+            if frame_seq != seq:
+                self.stop = Stop.SEQ
+                break
+            yield Frame(seq, payload, bool(word & CONTINUES), offset)
+            seq += 1
+            offset = body_end
+            self.offset = offset
+            self.next_seq = seq
+        self.stop_offset = offset
+
+
+def valid_frame_at(buf: bytes, offset: int, seq: int) -> bool:
+    """True when a whole frame with exactly this seq and a matching CRC starts at offset."""
+    if offset < 0 or offset + HEADER_SIZE > len(buf):
+        return False
+    word, crc, frame_seq = HEADER.unpack_from(buf, offset)
+    length = word & _LENGTH_MASK
+    if frame_seq != seq or length > MAX_PAYLOAD or word & _RESERVED:
+        return False
+    body_end = offset + HEADER_SIZE + length
+    if body_end > len(buf):
+        return False
+    return bool(_checksum(word, frame_seq, buf[offset + HEADER_SIZE : body_end]) == crc)
+
+
+_SEARCH_BUDGET = 512 * 2**20
+
+
+def find_frame_after(buf: bytes, start: int, next_seq: int) -> int | None:
+    """Offset of a valid frame beyond damage at `start`, or None if the rest holds none.
+
+    A torn write leaves nothing valid after it; a valid frame after the damage means acknowledged
+    records sit behind it, so the damage is corruption. Frames keep their positions, so we search
+    for the exact seq bytes of the next few expected records (a C-speed `find` per candidate)
+    rather than trying every offset in Python. The candidate count shrinks with the tail's size to
+    bound the work; a span of damage that swallows more records than that is not recognised here,
+    which is why open also refuses to cut below a seq a snapshot already covers.
+    """
+    tail = len(buf) - start
+    if tail <= HEADER_SIZE:
+        return None
+    candidates = max(16, min(4096, _SEARCH_BUDGET // tail))
+    best: int | None = None
+    for seq in range(next_seq, next_seq + candidates):
+        needle = _SEQ.pack(seq)
+        position = buf.find(needle, start + 8)
+        while position != -1:
+            header = position - 8
+            if best is not None and header >= best:
+                break
+            if valid_frame_at(buf, header, seq):
+                best = header
+                break
+            position = buf.find(needle, position + 1)
+    return best
+
+
+def is_zero_fill(buf: bytes, start: int) -> bool:
+    """Preallocated or never-written space: not damage."""
+    return not buf[start:].strip(b"\0")

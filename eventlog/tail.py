@@ -1,0 +1,68 @@
+"""Classifying the end of the newest segment: a clean end, a torn write to cut, or corruption.
+
+The rule (DESIGN.md, "The log"): the first short, bad-CRC or wrong-seq frame ends the log. If
+nothing valid follows it, a crash tore the last write: cut it. If valid frames follow, or the cut
+would drop a seq a snapshot already covers, acknowledged records are at stake: refuse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from eventlog.errors import CorruptLogError
+from eventlog.frame import HEADER_SIZE, FrameScan, Stop, find_frame_after, is_zero_fill
+from eventlog.segment import SEGMENT_HEADER_SIZE
+
+
+class Tail(NamedTuple):
+    last_seq: int
+    good_end: int
+    stop: Stop
+    stop_offset: int
+    zero_fill: bool
+
+    @property
+    def clean(self) -> bool:
+        return self.stop is Stop.END and self.stop_offset == self.good_end
+
+    def cut_bytes(self, size: int) -> int:
+        return size - self.good_end
+
+
+def scan_tail(path: Path, data: bytes, first_seq: int, durable_floor: int = 0) -> Tail:
+    """Find where the valid, complete-group prefix of a newest segment ends.
+
+    Raises CorruptLogError when the damage cannot be a torn write.
+    """
+    scan = FrameScan(data, SEGMENT_HEADER_SIZE, first_seq)
+    good_end = SEGMENT_HEADER_SIZE
+    last_seq = first_seq - 1
+    for frame in scan:
+        if not frame.continues:
+            good_end = frame.offset + HEADER_SIZE + len(frame.payload)
+            last_seq = frame.seq
+    zero_fill = False
+    if scan.stop is Stop.SEQ:
+        raise CorruptLogError(path, scan.stop_offset, scan.next_seq, "wrong seq")
+    if scan.stop is not Stop.END:
+        zero_fill = is_zero_fill(data, scan.stop_offset)
+        if not zero_fill:
+            follower = find_frame_after(data, scan.stop_offset + 1, scan.next_seq)
+            if follower is not None:
+                raise CorruptLogError(
+                    path,
+                    scan.stop_offset,
+                    scan.next_seq,
+                    scan.stop.value,
+                    f"valid records follow at offset {follower}",
+                )
+    if last_seq < durable_floor:
+        raise CorruptLogError(
+            path,
+            good_end,
+            last_seq + 1,
+            scan.stop.value if scan.stop is not Stop.END else "unfinished group",
+            f"cutting here would drop seqs up to {durable_floor} that a snapshot covers",
+        )
+    return Tail(last_seq, good_end, scan.stop, scan.stop_offset, zero_fill)
