@@ -56,7 +56,7 @@ def _check_queues(state: State, problems: list[str]) -> None:
                 problems.append(f"{where} holds unknown job {job_id!r}")
             elif job.terminal:
                 problems.append(f"job {job_id!r} is {job.status} but still in {where}")
-            elif job.status == "running":
+            elif job.status == "running" or job_id in state.jobs.running:
                 problems.append(f"job {job_id!r} is running and still in {where}")
     for job_id, repo in state.waits.where.items():
         if job_id not in state.waits.queues.get(repo, {}):
