@@ -1,0 +1,113 @@
+"""Snapshot files: opaque state bytes pinned to the seq they reflect, sealed with a CRC.
+
+Snapshots are a cache that bounds replay time; the log stays the truth. So a damaged snapshot
+is skipped (and reported, and kept for inspection), never trusted, and one whose seq lies beyond
+the log's end (the log was cut after it was taken) is ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import google_crc32c
+
+from eventlog import fsutil
+from eventlog.atomic import atomic_write
+
+_HEADER = struct.Struct("<4sHHQQI")  # magic, version, reserved, seq, length, crc32c(data)
+_MAGIC = b"RWSN"
+_VERSION = 1
+SUFFIX = ".snap"
+DEFAULT_KEEP = 3
+
+
+class Snapshot(NamedTuple):
+    seq: int
+    data: bytes
+    path: Path
+
+
+class SkippedSnapshot(NamedTuple):
+    path: Path
+    reason: str
+
+
+def encode_snapshot(seq: int, data: bytes) -> bytes:
+    return _HEADER.pack(_MAGIC, _VERSION, 0, seq, len(data), google_crc32c.value(data)) + data
+
+
+def decode_snapshot(path: Path, blob: bytes) -> Snapshot:
+    """Parse and verify a snapshot file's bytes; raises ValueError saying what is wrong."""
+    if len(blob) < _HEADER.size:
+        raise ValueError(f"{len(blob)} bytes is shorter than the header")
+    magic, version, _, seq, length, crc = _HEADER.unpack_from(blob)
+    if magic != _MAGIC:
+        raise ValueError("bad magic")
+    if version != _VERSION:
+        raise ValueError(f"unsupported snapshot file version {version}")
+    data = blob[_HEADER.size :]
+    if len(data) != length:
+        raise ValueError(f"length {len(data)} but header says {length}")
+    if google_crc32c.value(data) != crc:
+        raise ValueError("checksum mismatch")
+    return Snapshot(seq, data, path)
+
+
+class SnapshotStore:
+    """The `snapshots/` directory: `<seq, 20 digits>.snap` files, newest `keep` retained."""
+
+    def __init__(self, directory: Path | str, keep: int = DEFAULT_KEEP) -> None:
+        self.directory = Path(directory)
+        self.keep = keep
+        self.skipped: list[SkippedSnapshot] = []
+
+    def write(self, seq: int, data: bytes) -> Path:
+        """Store a snapshot durably, then drop all but the newest `keep`."""
+        fsutil.make_dirs(self.directory)
+        path = self.directory / f"{seq:020d}{SUFFIX}"
+        atomic_write(path, encode_snapshot(seq, data))
+        self._prune()
+        return path
+
+    def files(self) -> list[tuple[int, Path]]:
+        """(seq, path) of every snapshot file, oldest first, damaged ones included."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for entry in os.scandir(self.directory):
+            stem = entry.name[: -len(SUFFIX)]
+            if entry.name.endswith(SUFFIX) and len(stem) == 20 and stem.isdigit():
+                found.append((int(stem), Path(entry.path)))
+        found.sort()
+        return found
+
+    def candidates(self, max_seq: int | None = None) -> Iterator[Snapshot]:
+        """Valid snapshots at or before `max_seq`, newest first; damaged ones land in `skipped`."""
+        for seq, path in reversed(self.files()):
+            if max_seq is not None and seq > max_seq:
+                continue
+            try:
+                snapshot = decode_snapshot(path, path.read_bytes())
+            except (OSError, ValueError) as err:
+                self.skipped.append(SkippedSnapshot(path, str(err)))
+                continue
+            if snapshot.seq != seq:
+                self.skipped.append(SkippedSnapshot(path, f"file name says {seq}"))
+                continue
+            yield snapshot
+
+    def latest(self, max_seq: int | None = None) -> Snapshot | None:
+        """The newest valid snapshot at or before `max_seq` (the log's end), if any."""
+        return next(self.candidates(max_seq), None)
+
+    def _prune(self) -> None:
+        files = self.files()
+        stale = files[: max(0, len(files) - self.keep)]
+        for _, path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            fsutil.fsync_dir(self.directory)

@@ -1,0 +1,63 @@
+"""The `rewind` command. Errors are one readable line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import typer
+
+from eventlog import LogError
+from projections import ProjectionError
+from tools import bench_log, log_commands, state_commands
+from tools.output import console, emit_json, fail
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="rewind: a crash-proof batch server for coding agents, built on an event log.",
+)
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks with same-run baselines.")
+app.add_typer(log_commands.app, name="log")
+app.add_typer(state_commands.history_app, name="history")
+app.add_typer(bench_app, name="bench")
+app.command("state")(state_commands.state)
+app.command("snapshot")(state_commands.snapshot)
+
+
+@bench_app.command("log")
+def bench_log_command(
+    seconds: Annotated[
+        float, typer.Option("--seconds", help="Total time per contender.", min=0.3)
+    ] = 6.0,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Scratch directory on the disk to measure.")
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Durable appends/s: rewind (64 and 1 writers) vs fsync loop, SQLite, atomic JSON files."""
+    scratch = directory or Path.cwd()
+    with tempfile.TemporaryDirectory(prefix=".rewind-bench-", dir=scratch) as tmp:
+        result = bench_log.run(seconds, Path(tmp))
+    if json:
+        emit_json(result)
+        return
+    for name, value in result.items():
+        console.print(f"{name:<34} {value:>14,}", markup=False)
+
+
+def main() -> None:
+    """Entry point: domain errors become one line on stderr, never a traceback.
+
+    Usage errors are click's own (usage, hint, one `Error:` line), printed without rich panels.
+    """
+    try:
+        app()
+    except (LogError, ProjectionError, OSError, msgspec.MsgspecError) as err:
+        fail(str(err))
+        sys.exit(2)
