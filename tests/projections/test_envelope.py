@@ -82,7 +82,7 @@ def _payload(version: int, event: dict[str, Any]) -> bytes:
 
 
 def test_unknown_event_type_at_current_version_fails_loudly() -> None:
-    with pytest.raises(UnknownEventError, match="'job.teleported'"):
+    with pytest.raises(UnknownEventError, match=r"'job\.teleported'"):
         decode(_payload(SCHEMA_VERSION, {"type": "job.teleported", "job_id": "j1"}))
 
 
@@ -97,7 +97,7 @@ def test_newer_schema_version_names_the_event_and_versions() -> None:
 
 
 def test_known_type_with_bad_fields_is_malformed_not_unknown() -> None:
-    with pytest.raises(ProjectionError, match="malformed event 'job.enqueued'") as info:
+    with pytest.raises(ProjectionError, match=r"malformed event 'job\.enqueued'") as info:
         decode(_payload(SCHEMA_VERSION, {"type": "job.enqueued", "job_id": 7}))
     assert not isinstance(info.value, UnknownEventError)
 
@@ -134,7 +134,7 @@ def v0_upcaster() -> Iterator[None]:
 
 @pytest.mark.usefixtures("v0_upcaster")
 def test_upcaster_lifts_old_payloads() -> None:
-    old = {
+    old: dict[str, Any] = {
         "type": "job.created",
         "job_id": "j1",
         "owner": "alice",
@@ -152,7 +152,7 @@ def test_upcaster_lifts_old_payloads() -> None:
 
 @pytest.mark.usefixtures("v0_upcaster")
 def test_upcast_to_an_unknown_type_is_unknown() -> None:
-    with pytest.raises(UnknownEventError, match="'job.vanished'"):
+    with pytest.raises(UnknownEventError, match=r"'job\.vanished'"):
         decode(_payload(0, {"type": "job.vanished"}))
 
 

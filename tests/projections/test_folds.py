@@ -19,6 +19,7 @@ from projections.events import (
     CleanupMarked,
     ContainerCreated,
     ContainerRemoved,
+    Event,
     JobBatched,
     JobCancelled,
     JobCompleted,
@@ -56,7 +57,7 @@ from projections.events import (
     WaitEnded,
     WaitStarted,
 )
-from projections.state import State
+from projections.state import State, evolve
 from projections.stats import WINDOW
 from tests.projections.helpers import created, env, fold
 
@@ -76,12 +77,16 @@ def test_job_walks_its_lifecycle() -> None:
     state = fold([created("j1"), JobEnqueued(job_id="j1")])
     job = state.jobs.by_id["j1"]
     assert (job.status, job.enqueued_seq) == ("queued", 2)
-    fold([WaitStarted(repo="api", job_id="j1")], state)
-    assert job.status == "waiting"
-    fold([LockAcquired(repo="api", job_id="j1", generation=1), JobPreparing(job_id="j1")], state)
-    assert job.status == "preparing"
-    fold([_started("j1"), JobOutputCheckpoint(job_id="j1", offset=900)], state)
-    assert job.status == "running"
+    statuses = []
+    steps: tuple[list[Event], ...] = (
+        [WaitStarted(repo="api", job_id="j1")],
+        [LockAcquired(repo="api", job_id="j1", generation=1), JobPreparing(job_id="j1")],
+        [_started("j1"), JobOutputCheckpoint(job_id="j1", offset=900)],
+    )
+    for step in steps:
+        fold(step, state)
+        statuses.append(job.status)
+    assert statuses == ["waiting", "preparing", "running"]
     assert state.jobs.running_processes() == [("j1", job.process)]
     assert job.process is not None and job.process.pid == 4242
     assert job.output_offset == 900
@@ -386,7 +391,5 @@ def test_lifecycle_counts_crashes_and_keeps_recovery_metrics() -> None:
 def test_evolve_returns_the_same_state_and_tracks_last_seq() -> None:
     state = State()
     job: JobCreated = created("j1")
-    from projections import evolve
-
     assert evolve(state, 41, env(job)) is state
     assert state.last_seq == 41
