@@ -1,7 +1,9 @@
 """rewind's storage engine: bytes, records, segments, snapshots, fsync. Nothing about jobs."""
 
 from eventlog.atomic import atomic_write, read_checked, write_checked
+from eventlog.checkpoint import Checkpoint
 from eventlog.errors import (
+    CheckpointMismatchError,
     CorruptFileError,
     CorruptLogError,
     LogClosedError,
@@ -15,6 +17,8 @@ from eventlog.log import EventLog, Record, Recovery
 
 __all__ = [
     "MAX_PAYLOAD",
+    "Checkpoint",
+    "CheckpointMismatchError",
     "CorruptFileError",
     "CorruptLogError",
     "EventLog",

@@ -39,6 +39,14 @@ class LogLockedError(LogError):
         super().__init__(f"log {path} is locked by {owner}")
 
 
+class CheckpointMismatchError(LogError):
+    """A checkpoint (from a snapshot) names a record this log does not hold at that place.
+
+    The snapshot belongs to another history (a cut log, a copied directory): it must not be used
+    with this log, but the log itself may be fine.
+    """
+
+
 class LogFailedError(LogError):
     """A write or fsync failed; the kernel may have dropped dirty pages, so nothing is trusted."""
 

@@ -60,6 +60,7 @@ class Frame(NamedTuple):
     payload: bytes
     continues: bool
     offset: int
+    crc: int
 
 
 class FrameScan:
@@ -105,7 +106,7 @@ class FrameScan:
             if frame_seq != seq:
                 self.stop = Stop.SEQ
                 break
-            yield Frame(seq, payload, bool(word & CONTINUES), offset)
+            yield Frame(seq, payload, bool(word & CONTINUES), offset, crc)
             seq += 1
             offset = body_end
             self.offset = offset
@@ -113,18 +114,21 @@ class FrameScan:
         self.stop_offset = offset
 
 
-def valid_frame_at(buf: bytes, offset: int, seq: int) -> bool:
-    """True when a whole frame with exactly this seq and a matching CRC starts at offset."""
+def frame_at(buf: bytes, offset: int, seq: int) -> Frame | None:
+    """The whole, valid frame with exactly this seq starting at offset, if there is one."""
     if offset < 0 or offset + HEADER_SIZE > len(buf):
-        return False
+        return None
     word, crc, frame_seq = HEADER.unpack_from(buf, offset)
     length = word & _LENGTH_MASK
     if frame_seq != seq or length > MAX_PAYLOAD or word & _RESERVED:
-        return False
+        return None
     body_end = offset + HEADER_SIZE + length
     if body_end > len(buf):
-        return False
-    return bool(_checksum(word, frame_seq, buf[offset + HEADER_SIZE : body_end]) == crc)
+        return None
+    payload = buf[offset + HEADER_SIZE : body_end]
+    if _checksum(word, frame_seq, payload) != crc:
+        return None
+    return Frame(seq, payload, bool(word & CONTINUES), offset, crc)
 
 
 _SEARCH_BUDGET = 512 * 2**20
@@ -152,7 +156,7 @@ def find_frame_after(buf: bytes, start: int, next_seq: int) -> int | None:
             header = position - 8
             if best is not None and header >= best:
                 break
-            if valid_frame_at(buf, header, seq):
+            if frame_at(buf, header, seq) is not None:
                 best = header
                 break
             position = buf.find(needle, position + 1)

@@ -21,6 +21,7 @@ import msgspec
 
 from eventlog import fsutil
 from eventlog.atomic import atomic_write
+from eventlog.checkpoint import Checkpoint, verify
 from eventlog.errors import (
     CorruptLogError,
     LogClosedError,
@@ -28,7 +29,15 @@ from eventlog.errors import (
     LogFailedError,
     RecordTooLargeError,
 )
-from eventlog.frame import HEADER_SIZE, MAX_PAYLOAD, FrameScan, Stop, find_frame_after, frame_parts
+from eventlog.frame import (
+    HEADER,
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    FrameScan,
+    Stop,
+    find_frame_after,
+    frame_parts,
+)
 from eventlog.lock import DirLock
 from eventlog.segment import (
     SEGMENT_HEADER_SIZE,
@@ -60,6 +69,8 @@ class Recovery(msgspec.Struct, frozen=True):
     cut_reason: str | None = None
     broken_file: str | None = None
     temp_files_removed: int = 0
+    scanned_from_seq: int = 1
+    """Open verified the newest segment from this seq on (a checkpoint lets it skip the rest)."""
 
 
 # One queued append: first seq, its payloads (one group), framed size, the waiter's future.
@@ -73,7 +84,7 @@ class EventLog:
         self,
         path: Path,
         segments: list[SegmentFile],
-        last_seq: int,
+        tail: Tail | None,
         recovery: Recovery,
         *,
         lock: DirLock | None,
@@ -84,10 +95,12 @@ class EventLog:
         self.recovery = recovery
         self.segment_bytes = segment_bytes
         self._first_seq = segments[0].first_seq if segments else 1
-        self._last_seq = last_seq
+        self._last_seq = recovery.last_seq
+        self._checkpoint = tail.checkpoint if tail is not None else None
+        self._active_segment = segments[-1].first_seq if segments else 1
         self._lock = lock
         self._batch_bytes = batch_bytes
-        self._next_seq = last_seq + 1
+        self._next_seq = recovery.last_seq + 1
         self._queue: deque[_Entry] = deque()
         self._seq_lock = threading.Lock()
         self._wakeup = threading.Event()
@@ -112,11 +125,14 @@ class EventLog:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         durable_floor: int = 0,
+        checkpoint: Checkpoint | None = None,
     ) -> EventLog:
         """Open for writing: create if new, take the lock, repair a torn tail.
 
-        `durable_floor` is the highest seq known to be acknowledged (a snapshot's seq): a repair
-        that would cut below it is corruption, not a torn write.
+        `durable_floor` is the highest seq known to be acknowledged: a repair that would cut
+        below it is corruption, not a torn write. A `checkpoint` (from a snapshot) implies that
+        floor and lets the tail scan start at it; one that does not match this log raises
+        CheckpointMismatchError before anything is changed.
         """
         path = Path(path)
         fsutil.make_dirs(path)
@@ -127,11 +143,9 @@ class EventLog:
             if not segments:
                 create_segment(path, 1)
                 segments = list_segments(path)
-            _check_headers(segments)
-            active = segments[-1]
-            data = active.path.read_bytes()
-            tail = scan_tail(active.path, data, active.first_seq, durable_floor)
-            bytes_cut, broken = (0, None) if tail.clean else _cut_tail(active.path, data, tail)
+            data, tail, scanned_from = _scan_newest(path, segments, checkpoint, durable_floor)
+            active = segments[-1].path
+            bytes_cut, broken = (0, None) if tail.clean else _cut_tail(active, data, tail)
             recovery = Recovery(
                 segments=len(segments),
                 first_seq=segments[0].first_seq,
@@ -141,11 +155,12 @@ class EventLog:
                 cut_reason=None if tail.clean else _cut_reason(tail),
                 broken_file=str(broken) if broken else None,
                 temp_files_removed=len(removed),
+                scanned_from_seq=scanned_from,
             )
             return cls(
                 path,
                 segments,
-                tail.last_seq,
+                tail,
                 recovery,
                 lock=lock,
                 segment_bytes=segment_bytes,
@@ -156,7 +171,7 @@ class EventLog:
             raise
 
     @classmethod
-    def open_readonly(cls, path: Path | str) -> EventLog:
+    def open_readonly(cls, path: Path | str, *, checkpoint: Checkpoint | None = None) -> EventLog:
         """Open without the lock and without repairing: for tools, and to follow a live writer.
 
         A frame still being written at the end is "not yet there"; damage with valid frames
@@ -166,23 +181,23 @@ class EventLog:
         if not path.is_dir():
             raise LogError(f"no log at {path}")
         segments = list_segments(path)
-        last_seq = 0
+        tail: Tail | None = None
+        scanned_from = 1
         if segments:
-            _check_headers(segments)
-            active = segments[-1]
-            tail = scan_tail(active.path, active.path.read_bytes(), active.first_seq)
-            last_seq = tail.last_seq
+            _, tail, scanned_from = _scan_newest(path, segments, checkpoint, 0)
         first_seq = segments[0].first_seq if segments else 1
+        last_seq = tail.last_seq if tail is not None else 0
         recovery = Recovery(
             segments=len(segments),
             first_seq=first_seq,
             last_seq=last_seq,
             records=max(0, last_seq - first_seq + 1),
+            scanned_from_seq=scanned_from,
         )
         return cls(
             path,
             segments,
-            last_seq,
+            tail,
             recovery,
             lock=None,
             segment_bytes=DEFAULT_SEGMENT_BYTES,
@@ -193,6 +208,11 @@ class EventLog:
     def last_seq(self) -> int:
         """Seq of the newest durable record; 0 for an empty log."""
         return self._last_seq
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """Where the newest durable record sits; stored in snapshots to skip the history."""
+        return self._checkpoint
 
     @property
     def first_seq(self) -> int:
@@ -290,6 +310,8 @@ class EventLog:
         assert self._fd is not None
         parts: list[bytes] = []
         size = self._segment_size
+        last_header = b""
+        last_offset = 0
         for first, payloads, nbytes, _ in batch:
             if size + nbytes > self.segment_bytes and size > SEGMENT_HEADER_SIZE:
                 if parts:
@@ -299,11 +321,16 @@ class EventLog:
                 size = SEGMENT_HEADER_SIZE
             last = len(payloads) - 1
             for index, payload in enumerate(payloads):
-                parts.extend(frame_parts(first + index, payload, index < last))
+                last_header, body = frame_parts(first + index, payload, index < last)
+                parts.append(last_header)
+                parts.append(body)
             size += nbytes
+            last_offset = size - HEADER_SIZE - len(payloads[last])
         fsutil.write_all(self._fd, b"".join(parts))
         fsutil.datasync(self._fd)
         self._segment_size = size
+        _, crc, seq = HEADER.unpack(last_header)
+        self._checkpoint = Checkpoint(self._active_segment, last_offset, seq, crc)
 
     def _rotate(self, first_seq: int) -> None:
         """Seal the active segment and start the next; both durable before any new record."""
@@ -313,6 +340,7 @@ class EventLog:
         self._fd = None
         new = create_segment(self.path, first_seq)
         self._fd = os.open(new, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._active_segment = first_seq
 
     def _fail(self, exc: BaseException, batch: list[_Entry]) -> None:
         """A failed write or fsync poisons the log: the page cache can no longer be trusted."""
@@ -333,24 +361,35 @@ class EventLog:
         if stranded:
             _settle_threadsafe(stranded, error)
 
-    def read(self, start: int = 1) -> Iterator[Record]:
+    def read(self, start: int = 1, *, checkpoint: Checkpoint | None = None) -> Iterator[Record]:
         """Records from `start` on, in seq order across segments, every CRC checked.
 
         A writer's reader stops at the last durable seq as of the call; a read-only reader goes
-        to the current end of the files, treating a frame still being written as absent.
+        to the current end of the files, treating a frame still being written as absent. With a
+        `checkpoint` before `start`, reading begins at it rather than at its segment's start; a
+        checkpoint that does not match raises CheckpointMismatchError here, before iterating.
         """
-        limit = self._last_seq if self._lock is not None else None
         segments = list_segments(self.path)
         if not segments:
-            return
+            return iter(())
+        if checkpoint is not None and checkpoint.seq < start:
+            verify(self.path, segments, checkpoint)
+            index = next(i for i, s in enumerate(segments) if s.first_seq == checkpoint.segment)
+            return self._records(segments[index:], start, checkpoint.offset, checkpoint.seq)
         index = 0
         for position, segment in enumerate(segments):
             if segment.first_seq <= start:
                 index = position
-        expected = segments[index].first_seq
-        chosen = segments[index:]
+        first = segments[index].first_seq
+        return self._records(segments[index:], start, SEGMENT_HEADER_SIZE, first)
+
+    def _records(
+        self, chosen: list[SegmentFile], start: int, offset: int, next_seq: int
+    ) -> Iterator[Record]:
+        limit = self._last_seq if self._lock is not None else None
+        expected = chosen[0].first_seq
         for position, segment in enumerate(chosen):
-            if segment.first_seq != expected:
+            if segment.first_seq != expected and position:
                 raise CorruptLogError(
                     segment.path,
                     0,
@@ -360,7 +399,9 @@ class EventLog:
                 )
             data = segment.path.read_bytes()
             check_header(segment.path, data, segment.first_seq)
-            scan = FrameScan(data, SEGMENT_HEADER_SIZE, segment.first_seq)
+            if position:
+                offset, next_seq = SEGMENT_HEADER_SIZE, segment.first_seq
+            scan = FrameScan(data, offset, next_seq)
             group: list[Record] = []
             for frame in scan:
                 if limit is not None and frame.seq > limit:
@@ -413,6 +454,25 @@ class EventLog:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _scan_newest(
+    path: Path, segments: list[SegmentFile], checkpoint: Checkpoint | None, durable_floor: int
+) -> tuple[bytes, Tail, int]:
+    """Check every header, then find the newest segment's valid end (from the checkpoint on)."""
+    _check_headers(segments)
+    active = segments[-1]
+    start: tuple[int, int] | None = None
+    if checkpoint is not None:
+        verify(path, segments, checkpoint)
+        durable_floor = max(durable_floor, checkpoint.seq)
+        if checkpoint.segment == active.first_seq:
+            start = (checkpoint.offset, checkpoint.seq)
+    data = active.path.read_bytes()
+    tail = scan_tail(active.path, data, active.first_seq, durable_floor, start)
+    if tail.checkpoint is None and checkpoint is not None and checkpoint.seq == tail.last_seq:
+        tail = tail._replace(checkpoint=checkpoint)
+    return data, tail, start[1] if start else active.first_seq
 
 
 def _check_headers(segments: list[SegmentFile]) -> None:

@@ -17,8 +17,10 @@ import google_crc32c
 
 from eventlog import fsutil
 from eventlog.atomic import atomic_write
+from eventlog.checkpoint import Checkpoint
 
-_HEADER = struct.Struct("<4sHHQQI")  # magic, version, reserved, seq, length, crc32c(data)
+# magic, version, reserved, seq, checkpoint segment (0: none), offset, record crc, length, crc
+_HEADER = struct.Struct("<4sHHQQQIQI")
 _MAGIC = b"RWSN"
 _VERSION = 1
 SUFFIX = ".snap"
@@ -29,6 +31,8 @@ class Snapshot(NamedTuple):
     seq: int
     data: bytes
     path: Path
+    checkpoint: Checkpoint | None
+    """Where record `seq` sits in the log, so loading can start reading right after it."""
 
 
 class SkippedSnapshot(NamedTuple):
@@ -36,15 +40,22 @@ class SkippedSnapshot(NamedTuple):
     reason: str
 
 
-def encode_snapshot(seq: int, data: bytes) -> bytes:
-    return _HEADER.pack(_MAGIC, _VERSION, 0, seq, len(data), google_crc32c.value(data)) + data
+def encode_snapshot(seq: int, data: bytes, checkpoint: Checkpoint | None) -> bytes:
+    if checkpoint is not None and checkpoint.seq != seq:
+        raise ValueError(f"checkpoint of seq {checkpoint.seq} given for a snapshot of seq {seq}")
+    segment, offset, record_crc = (
+        (checkpoint.segment, checkpoint.offset, checkpoint.crc) if checkpoint else (0, 0, 0)
+    )
+    crc = google_crc32c.value(data)
+    header = _HEADER.pack(_MAGIC, _VERSION, 0, seq, segment, offset, record_crc, len(data), crc)
+    return header + data
 
 
 def decode_snapshot(path: Path, blob: bytes) -> Snapshot:
     """Parse and verify a snapshot file's bytes; raises ValueError saying what is wrong."""
     if len(blob) < _HEADER.size:
         raise ValueError(f"{len(blob)} bytes is shorter than the header")
-    magic, version, _, seq, length, crc = _HEADER.unpack_from(blob)
+    magic, version, _, seq, segment, offset, record_crc, length, crc = _HEADER.unpack_from(blob)
     if magic != _MAGIC:
         raise ValueError("bad magic")
     if version != _VERSION:
@@ -54,7 +65,8 @@ def decode_snapshot(path: Path, blob: bytes) -> Snapshot:
         raise ValueError(f"length {len(data)} but header says {length}")
     if google_crc32c.value(data) != crc:
         raise ValueError("checksum mismatch")
-    return Snapshot(seq, data, path)
+    checkpoint = Checkpoint(segment, offset, seq, record_crc) if segment else None
+    return Snapshot(seq, data, path, checkpoint)
 
 
 class SnapshotStore:
@@ -65,11 +77,11 @@ class SnapshotStore:
         self.keep = keep
         self.skipped: list[SkippedSnapshot] = []
 
-    def write(self, seq: int, data: bytes) -> Path:
+    def write(self, seq: int, data: bytes, checkpoint: Checkpoint | None = None) -> Path:
         """Store a snapshot durably, then drop all but the newest `keep`."""
         fsutil.make_dirs(self.directory)
         path = self.directory / f"{seq:020d}{SUFFIX}"
-        atomic_write(path, encode_snapshot(seq, data))
+        atomic_write(path, encode_snapshot(seq, data, checkpoint))
         self._prune()
         return path
 

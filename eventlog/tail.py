@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from eventlog.checkpoint import Checkpoint
 from eventlog.errors import CorruptLogError
 from eventlog.frame import HEADER_SIZE, FrameScan, Stop, find_frame_after, is_zero_fill
 from eventlog.segment import SEGMENT_HEADER_SIZE
@@ -21,27 +22,36 @@ class Tail(NamedTuple):
     stop: Stop
     stop_offset: int
     zero_fill: bool
+    checkpoint: Checkpoint | None
+    """Of the last complete record in this segment; None when the segment holds none."""
 
     @property
     def clean(self) -> bool:
         return self.stop is Stop.END and self.stop_offset == self.good_end
 
-    def cut_bytes(self, size: int) -> int:
-        return size - self.good_end
 
-
-def scan_tail(path: Path, data: bytes, first_seq: int, durable_floor: int = 0) -> Tail:
+def scan_tail(
+    path: Path,
+    data: bytes,
+    first_seq: int,
+    durable_floor: int = 0,
+    start: tuple[int, int] | None = None,
+) -> Tail:
     """Find where the valid, complete-group prefix of a newest segment ends.
 
+    `start` = (offset, seq) of a verified record to scan from instead of the segment's start.
     Raises CorruptLogError when the damage cannot be a torn write.
     """
-    scan = FrameScan(data, SEGMENT_HEADER_SIZE, first_seq)
-    good_end = SEGMENT_HEADER_SIZE
-    last_seq = first_seq - 1
+    offset, next_seq = start if start is not None else (SEGMENT_HEADER_SIZE, first_seq)
+    scan = FrameScan(data, offset, next_seq)
+    good_end = offset
+    last_seq = next_seq - 1
+    checkpoint: Checkpoint | None = None
     for frame in scan:
         if not frame.continues:
             good_end = frame.offset + HEADER_SIZE + len(frame.payload)
             last_seq = frame.seq
+            checkpoint = Checkpoint(first_seq, frame.offset, frame.seq, frame.crc)
     zero_fill = False
     if scan.stop is Stop.SEQ:
         raise CorruptLogError(path, scan.stop_offset, scan.next_seq, "wrong seq")
@@ -65,4 +75,4 @@ def scan_tail(path: Path, data: bytes, first_seq: int, durable_floor: int = 0) -
             scan.stop.value if scan.stop is not Stop.END else "unfinished group",
             f"cutting here would drop seqs up to {durable_floor} that a snapshot covers",
         )
-    return Tail(last_seq, good_end, scan.stop, scan.stop_offset, zero_fill)
+    return Tail(last_seq, good_end, scan.stop, scan.stop_offset, zero_fill, checkpoint)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 import msgspec
 
-from eventlog import EventLog
-from eventlog.snapshot import SnapshotStore
+from eventlog import Checkpoint, CheckpointMismatchError, EventLog
+from eventlog.snapshot import Snapshot, SnapshotStore
 from projections import (
     Envelope,
     ProjectionError,
@@ -39,6 +40,9 @@ class LoadReport(msgspec.Struct):
     events_replayed: int = 0
     seconds: float = 0.0
 
+    def skip(self, path: Path, reason: str) -> None:
+        self.skipped_snapshots.append(f"{path}: {reason}")
+
 
 def snapshot_store(data_dir: DataDir) -> SnapshotStore:
     return SnapshotStore(data_dir.snapshots, keep=KEEP_SNAPSHOTS)
@@ -49,15 +53,37 @@ def load_state(
 ) -> tuple[State, LoadReport]:
     """The state right after seq `at` (default: the log's end).
 
-    Uses the newest snapshot at or before that point that decodes at this build's state version;
-    the others are reported and skipped, down to a full replay from seq 1.
+    Starts from the newest snapshot at or before that point that decodes at this build's state
+    version and whose checkpoint matches this log; the others are reported and skipped, down
+    to a full replay from seq 1. Reading starts at the snapshot's checkpoint, so the cost is
+    the tail's, not the history's.
     """
     started = time.perf_counter()
-    reader = log if log is not None else EventLog.open_readonly(data_dir.log)
-    end = reader.last_seq if at is None else min(at, reader.last_seq)
     store = snapshot_store(data_dir)
-    state, report = _from_snapshot(store, end)
-    for record in reader.read(state.last_seq + 1):
+    report = LoadReport(last_seq=0)
+    candidates = store.candidates(max_seq=at)
+    newest = next(candidates, None)
+    if log is not None:
+        reader = log
+    else:
+        reader, newest = _open_reader(data_dir, newest, report)
+    end = reader.last_seq if at is None else min(at, reader.last_seq)
+    state, records = State(), None
+    for snapshot in chain([newest] if newest else [], candidates):
+        if snapshot.seq > end:
+            report.skip(snapshot.path, f"seq {snapshot.seq} is beyond the log's end {end}")
+            continue
+        try:
+            state = decode_state(snapshot.data)
+            records = reader.read(snapshot.seq + 1, checkpoint=snapshot.checkpoint)
+        except (ProjectionError, msgspec.MsgspecError, CheckpointMismatchError) as err:
+            report.skip(snapshot.path, str(err))
+            state = State()
+            continue
+        report.snapshot_seq = snapshot.seq
+        report.snapshot_file = str(snapshot.path)
+        break
+    for record in records if records is not None else reader.read(1):
         if record.seq > end:
             break
         evolve(state, record.seq, decode(record.payload))
@@ -68,28 +94,25 @@ def load_state(
     return state, report
 
 
-def _from_snapshot(store: SnapshotStore, end: int) -> tuple[State, LoadReport]:
-    report = LoadReport(last_seq=0)
-    for snapshot in store.candidates(max_seq=end):
+def _open_reader(
+    data_dir: DataDir, newest: Snapshot | None, report: LoadReport
+) -> tuple[EventLog, Snapshot | None]:
+    """Open read-only, from the newest snapshot's checkpoint when it matches this log.
+
+    Returns the snapshot still worth trying: None once its checkpoint proved foreign.
+    """
+    if newest is not None and newest.checkpoint is not None:
         try:
-            state = decode_state(snapshot.data)
-        except (ProjectionError, msgspec.MsgspecError) as err:
-            report.skipped_snapshots.append(f"{snapshot.path}: {err}")
-            continue
-        if state.last_seq != snapshot.seq:
-            report.skipped_snapshots.append(
-                f"{snapshot.path}: holds state at seq {state.last_seq}, not {snapshot.seq}"
-            )
-            continue
-        report.snapshot_seq = snapshot.seq
-        report.snapshot_file = str(snapshot.path)
-        return state, report
-    return State(), report
+            return EventLog.open_readonly(data_dir.log, checkpoint=newest.checkpoint), newest
+        except CheckpointMismatchError as err:
+            report.skip(newest.path, str(err))
+            newest = None
+    return EventLog.open_readonly(data_dir.log), newest
 
 
-def write_snapshot(data_dir: DataDir, state: State) -> Path:
-    """Store `state` as the snapshot of seq `state.last_seq`."""
-    return snapshot_store(data_dir).write(state.last_seq, encode_state(state))
+def write_snapshot(data_dir: DataDir, state: State, checkpoint: Checkpoint | None = None) -> Path:
+    """Store `state` as the snapshot of seq `state.last_seq`, at `checkpoint` in the log."""
+    return snapshot_store(data_dir).write(state.last_seq, encode_state(state), checkpoint)
 
 
 def events(log: EventLog, start: int = 1) -> Iterator[tuple[int, Envelope]]:

@@ -98,8 +98,11 @@ def history_job(
 def snapshot(directory: DirArg) -> None:
     """Write a snapshot of the current state (the server also takes them on its own)."""
     data_dir = resolve(directory)
-    current, report = load_state(data_dir)
-    path = write_snapshot(data_dir, current)
+    log = EventLog.open_readonly(data_dir.log)
+    if log.last_seq == 0:
+        raise LogError(f"the log at {data_dir.log} is empty: nothing to snapshot")
+    current, report = load_state(data_dir, log=log)
+    path = write_snapshot(data_dir, current, log.checkpoint)
     console.print(
         f"snapshot of seq {current.last_seq} written to {path} "
         f"({len(encode_state(current))} bytes; {report.events_replayed} events replayed)",
