@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -27,16 +28,24 @@ class RepairReport(msgspec.Struct, frozen=True):
     backup_dir: str
 
 
-def truncate_after(log_dir: Path, seq: int) -> RepairReport:
-    """Cut the log so that `seq` is its last record."""
+def truncate_after(
+    log_dir: Path, seq: int, before_cut: Callable[[Path], None] | None = None
+) -> RepairReport:
+    """Cut the log so that `seq` is its last record.
+
+    `before_cut(backup_dir)` runs under the lock once the cut is validated, so the caller can
+    retire files that describe the removed history (snapshots past `seq`) in the same backup.
+    """
     lock = DirLock(log_dir)
     try:
-        return _truncate_after(log_dir, seq)
+        return _truncate_after(log_dir, seq, before_cut)
     finally:
         lock.release()
 
 
-def _truncate_after(log_dir: Path, seq: int) -> RepairReport:
+def _truncate_after(
+    log_dir: Path, seq: int, before_cut: Callable[[Path], None] | None
+) -> RepairReport:
     segments = list_segments(log_dir)
     if not segments:
         raise LogError(f"no segments in {log_dir}")
@@ -51,6 +60,8 @@ def _truncate_after(log_dir: Path, seq: int) -> RepairReport:
         cut = _offset_after(target.path, data, target.first_seq, seq)
     backup = log_dir / time.strftime("repair-%Y%m%dT%H%M%SZ", time.gmtime())
     fsutil.make_dirs(backup)
+    if before_cut is not None:
+        before_cut(backup)
     removed = data[cut:]
     if removed:
         atomic_write(backup / f"{target.path.name}.tail", removed)

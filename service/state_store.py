@@ -7,6 +7,7 @@ events, the projections fold events and know nothing of files. The server, `rewi
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from itertools import chain
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from eventlog import Checkpoint, CheckpointMismatchError, EventLog
+from eventlog import Checkpoint, CheckpointMismatchError, EventLog, fsutil
 from eventlog.snapshot import Snapshot, SnapshotStore
 from projections import (
     Envelope,
@@ -113,6 +114,20 @@ def _open_reader(
 def write_snapshot(data_dir: DataDir, state: State, checkpoint: Checkpoint | None = None) -> Path:
     """Store `state` as the snapshot of seq `state.last_seq`, at `checkpoint` in the log."""
     return snapshot_store(data_dir).write(state.last_seq, encode_state(state), checkpoint)
+
+
+def retire_snapshots_after(data_dir: DataDir, seq: int, into: Path) -> list[Path]:
+    """Move snapshots of a history being cut away (seq past `seq`) into `into`, durably."""
+    moved = []
+    for snapshot_seq, path in snapshot_store(data_dir).files():
+        if snapshot_seq > seq:
+            target = into / path.name
+            os.rename(path, target)
+            moved.append(target)
+    if moved:
+        fsutil.fsync_dir(into)
+        fsutil.fsync_dir(data_dir.snapshots)
+    return moved
 
 
 def events(log: EventLog, start: int = 1) -> Iterator[tuple[int, Envelope]]:

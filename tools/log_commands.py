@@ -16,6 +16,7 @@ from eventlog.repair import truncate_after
 from eventlog.verify import VerifyReport, verify_log
 from projections import State, check, decode, evolve
 from service.layout import resolve
+from service.state_store import retire_snapshots_after
 from tools.describe import describe
 from tools.output import console, emit_json
 
@@ -139,11 +140,23 @@ def repair(
         int, typer.Option("--truncate-after", help="Keep records up to this seq.", min=0)
     ],
 ) -> None:
-    """Cut a corrupt log after SEQ, backing up every removed byte. Refuses while locked."""
-    result = truncate_after(resolve(directory).log, truncate_after_seq)
+    """Cut a corrupt log after SEQ, backing up every removed byte. Refuses while locked.
+
+    Snapshots of states past SEQ describe the history being cut away; they move to the backup.
+    """
+    data_dir = resolve(directory)
+    retired: list[Path] = []
+    result = truncate_after(
+        data_dir.log,
+        truncate_after_seq,
+        before_cut=lambda backup: retired.extend(
+            retire_snapshots_after(data_dir, truncate_after_seq, backup)
+        ),
+    )
     console.print(
         f"kept records up to seq {result.kept_last_seq}; moved {result.bytes_removed} bytes "
-        f"({result.segments_moved} whole segments) to {result.backup_dir}",
+        f"({result.segments_moved} whole segments) and {len(retired)} snapshots to "
+        f"{result.backup_dir}",
         markup=False,
     )
 
