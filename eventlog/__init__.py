@@ -12,8 +12,8 @@ from eventlog.errors import (
     LogLockedError,
     RecordTooLargeError,
 )
-from eventlog.frame import MAX_PAYLOAD
-from eventlog.log import EventLog, Record, Recovery
+from eventlog.frame import MAX_PAYLOAD, Record
+from eventlog.log import EventLog, Recovery
 
 __all__ = [
     "MAX_PAYLOAD",

@@ -55,7 +55,10 @@ class Stop(enum.Enum):
     SEQ = "wrong seq"
 
 
-class Frame(NamedTuple):
+class Record(NamedTuple):
+    """One record as stored: its seq and payload, and where it sits (offset and CRC, which is
+    all a checkpoint needs). `continues` marks a record of an unfinished append_many group."""
+
     seq: int
     payload: bytes
     continues: bool
@@ -67,54 +70,58 @@ class FrameScan:
     """Iterates valid, consecutive frames of a buffer; afterwards `stop`/`stop_offset` say why.
 
     A length field is never trusted past MAX_PAYLOAD or the buffer's end, so a flipped bit cannot
-    make a reader allocate gigabytes or swallow the records that follow.
+    make a reader allocate gigabytes or swallow the records that follow. `next_seq`, `stop` and
+    `stop_offset` are meaningful once the iteration has run to its end. This loop is the whole
+    cost of a replay's read side, hence the local aliases and the inlined checksum.
     """
 
     def __init__(self, buf: bytes, offset: int, next_seq: int) -> None:
         self.buf = buf
-        self.offset = offset
         self.next_seq = next_seq
         self.stop = Stop.END
         self.stop_offset = offset
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[Record]:
         buf = self.buf
         end = len(buf)
-        offset = self.offset
+        offset = self.stop_offset
         seq = self.next_seq
         unpack = HEADER.unpack_from
-        while True:
-            if offset == end:
-                self.stop = Stop.END
-                break
-            if offset + HEADER_SIZE > end:
-                self.stop = Stop.SHORT
-                break
-            word, crc, frame_seq = unpack(buf, offset)
-            length = word & _LENGTH_MASK
-            if length > MAX_PAYLOAD or word & _RESERVED:
-                self.stop = Stop.LENGTH
-                break
-            body_end = offset + HEADER_SIZE + length
-            if body_end > end:
-                self.stop = Stop.SHORT
-                break
-            payload = buf[offset + HEADER_SIZE : body_end]
-            if _checksum(word, frame_seq, payload) != crc:
-                self.stop = Stop.CRC
-                break
-            if frame_seq != seq:
-                self.stop = Stop.SEQ
-                break
-            yield Frame(seq, payload, bool(word & CONTINUES), offset, crc)
-            seq += 1
-            offset = body_end
-            self.offset = offset
+        pack_word_seq = _WORD_SEQ.pack
+        crc_value = _crc_value
+        crc_extend = _crc_extend
+        stop = Stop.END
+        try:
+            while offset != end:
+                if offset + HEADER_SIZE > end:
+                    stop = Stop.SHORT
+                    break
+                word, crc, frame_seq = unpack(buf, offset)
+                length = word & _LENGTH_MASK
+                if length > MAX_PAYLOAD or word & _RESERVED:
+                    stop = Stop.LENGTH
+                    break
+                body_end = offset + HEADER_SIZE + length
+                if body_end > end:
+                    stop = Stop.SHORT
+                    break
+                payload = buf[offset + HEADER_SIZE : body_end]
+                if crc_extend(crc_value(payload), pack_word_seq(word, frame_seq)) != crc:
+                    stop = Stop.CRC
+                    break
+                if frame_seq != seq:
+                    stop = Stop.SEQ
+                    break
+                yield Record(seq, payload, word >= CONTINUES, offset, crc)
+                seq += 1
+                offset = body_end
+        finally:
+            self.stop = stop
+            self.stop_offset = offset
             self.next_seq = seq
-        self.stop_offset = offset
 
 
-def frame_at(buf: bytes, offset: int, seq: int) -> Frame | None:
+def frame_at(buf: bytes, offset: int, seq: int) -> Record | None:
     """The whole, valid frame with exactly this seq starting at offset, if there is one."""
     if offset < 0 or offset + HEADER_SIZE > len(buf):
         return None
@@ -128,7 +135,7 @@ def frame_at(buf: bytes, offset: int, seq: int) -> Frame | None:
     payload = buf[offset + HEADER_SIZE : body_end]
     if _checksum(word, frame_seq, payload) != crc:
         return None
-    return Frame(seq, payload, bool(word & CONTINUES), offset, crc)
+    return Record(seq, payload, word >= CONTINUES, offset, crc)
 
 
 _SEARCH_BUDGET = 512 * 2**20

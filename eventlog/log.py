@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
 
 import msgspec
 
@@ -34,6 +33,7 @@ from eventlog.frame import (
     HEADER_SIZE,
     MAX_PAYLOAD,
     FrameScan,
+    Record,
     Stop,
     find_frame_after,
     frame_parts,
@@ -51,11 +51,6 @@ from eventlog.tail import Tail, scan_tail
 
 DEFAULT_SEGMENT_BYTES = 64 * 2**20
 DEFAULT_BATCH_BYTES = 4 * 2**20
-
-
-class Record(NamedTuple):
-    seq: int
-    payload: bytes
 
 
 class Recovery(msgspec.Struct, frozen=True):
@@ -407,13 +402,15 @@ class EventLog:
                 if limit is not None and frame.seq > limit:
                     return
                 if frame.continues:
-                    group.append(Record(frame.seq, frame.payload))
+                    group.append(frame)
                     continue
                 if group:
                     yield from (record for record in group if record.seq >= start)
                     group = []
                 if frame.seq >= start:
-                    yield Record(frame.seq, frame.payload)
+                    yield frame
+            if limit is not None and scan.next_seq > limit:
+                return  # every durable record is read; what follows is a write still in flight
             expected = scan.next_seq - len(group)
             newest = position == len(chosen) - 1
             if scan.stop is Stop.END and not group:
