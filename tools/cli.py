@@ -12,7 +12,7 @@ import typer
 
 from eventlog import LogError
 from projections import ProjectionError
-from tools import bench_log, log_commands, state_commands
+from tools import bench_log, bench_replay, log_commands, state_commands
 from tools.output import console, emit_json, fail
 
 app = typer.Typer(
@@ -49,6 +49,33 @@ def bench_log_command(
         return
     for name, value in result.items():
         console.print(f"{name:<34} {value:>14,}", markup=False)
+
+
+@bench_app.command("replay")
+def bench_replay_command(
+    events: Annotated[
+        int,
+        typer.Option(
+            "--events", help="Events in the generated history.", min=bench_replay.SNAPSHOT_EVERY
+        ),
+    ] = bench_replay.DEFAULT_EVENTS,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Scratch directory on the disk to measure.")
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Replay events/s and snapshot load time of rewind vs eventsourcing's SQLite recorder."""
+    scratch = directory or Path.cwd()
+    with tempfile.TemporaryDirectory(prefix=".rewind-bench-", dir=scratch) as tmp:
+        result = bench_replay.run(events, Path(tmp))
+    if json:
+        emit_json(result)
+        return
+    for name, value in result.items():
+        shown = "-" if value is None else f"{value:,}"
+        console.print(f"{name:<34} {shown:>14}", markup=False)
+    for line in bench_replay.target_lines(result):
+        console.print(line, markup=False)
 
 
 def main() -> None:
