@@ -48,11 +48,13 @@ def unseal(blob: bytes, origin: Path) -> bytes:
     """Inverse of `seal`; raises CorruptFileError naming `origin` on any mismatch."""
     if len(blob) < _SEAL.size:
         raise CorruptFileError(origin, f"{len(blob)} bytes is shorter than the header")
-    magic, version, _, length, crc = _SEAL.unpack_from(blob)
+    magic, version, reserved, length, crc = _SEAL.unpack_from(blob)
     if magic != _SEAL_MAGIC:
         raise CorruptFileError(origin, "bad magic, not a checksummed rewind file")
     if version != _SEAL_VERSION:
         raise CorruptFileError(origin, f"unsupported checksum format version {version}")
+    if reserved != 0:  # written as 0 and outside the CRC: a set bit is damage
+        raise CorruptFileError(origin, f"reserved header field is {reserved:#x}, not 0")
     data = blob[_SEAL.size :]
     if len(data) != length:
         raise CorruptFileError(origin, f"length {len(data)} but header says {length}")
