@@ -111,7 +111,7 @@ def install(point: str, nth: int) -> None:
             _die()
 
     os.open = hooked_open  # type: ignore[assignment]
-    os.rename = hooked_rename
+    os.rename = hooked_rename  # type: ignore[assignment]
     fsutil.write_all = hooked_write_all
     fsutil.fullsync = hooked_fullsync
     fsutil.fsync_dir = hooked_fsync_dir
