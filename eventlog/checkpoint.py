@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from eventlog.errors import CheckpointMismatchError
-from eventlog.frame import HEADER, HEADER_SIZE, frame_at
+from eventlog.frame import HEADER, HEADER_SIZE, LENGTH_MASK, frame_at
 from eventlog.segment import SEGMENT_HEADER_SIZE, SegmentFile, segment_name
 
 
@@ -33,13 +33,16 @@ def verify(log_dir: Path, segments: list[SegmentFile], checkpoint: Checkpoint) -
             "which this log does not have"
         )
     path = log_dir / segment_name(checkpoint.segment)
-    if checkpoint.offset < SEGMENT_HEADER_SIZE:
-        raise CheckpointMismatchError(f"checkpoint offset {checkpoint.offset} is in the header")
     with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if not SEGMENT_HEADER_SIZE <= checkpoint.offset <= size - HEADER_SIZE:
+            raise CheckpointMismatchError(
+                f"checkpoint offset {checkpoint.offset} is outside {path.name} ({size} bytes)"
+            )
         handle.seek(checkpoint.offset)
         head = handle.read(HEADER_SIZE)
-        length = HEADER.unpack(head)[0] & ((1 << 30) - 1) if len(head) == HEADER_SIZE else 0
-        blob = head + handle.read(min(length, os.fstat(handle.fileno()).st_size))
+        length = HEADER.unpack(head)[0] & LENGTH_MASK
+        blob = head + handle.read(min(length, size - checkpoint.offset - HEADER_SIZE))
     frame = frame_at(blob, 0, checkpoint.seq)
     if frame is None or frame.crc != checkpoint.crc or frame.continues:
         raise CheckpointMismatchError(

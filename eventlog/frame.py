@@ -11,12 +11,18 @@ damage.
 from __future__ import annotations
 
 import enum
+import mmap
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 from google_crc32c import extend as _crc_extend
 from google_crc32c import value as _crc_value
+
+Buffer = bytes | mmap.mmap
+"""Frames are scanned in memory maps (only the pages touched are read) or plain bytes."""
 
 HEADER = struct.Struct("<IIQ")
 HEADER_SIZE = HEADER.size
@@ -25,7 +31,7 @@ _WORD_SEQ = struct.Struct("<IQ")
 
 MAX_PAYLOAD = 16 * 2**20
 CONTINUES = 1 << 31
-_LENGTH_MASK = (1 << 30) - 1
+LENGTH_MASK = (1 << 30) - 1
 _RESERVED = 1 << 30
 
 
@@ -75,7 +81,7 @@ class FrameScan:
     cost of a replay's read side, hence the local aliases and the inlined checksum.
     """
 
-    def __init__(self, buf: bytes, offset: int, next_seq: int) -> None:
+    def __init__(self, buf: Buffer, offset: int, next_seq: int) -> None:
         self.buf = buf
         self.next_seq = next_seq
         self.stop = Stop.END
@@ -97,7 +103,7 @@ class FrameScan:
                     stop = Stop.SHORT
                     break
                 word, crc, frame_seq = unpack(buf, offset)
-                length = word & _LENGTH_MASK
+                length = word & LENGTH_MASK
                 if length > MAX_PAYLOAD or word & _RESERVED:
                     stop = Stop.LENGTH
                     break
@@ -121,12 +127,12 @@ class FrameScan:
             self.next_seq = seq
 
 
-def frame_at(buf: bytes, offset: int, seq: int) -> Record | None:
+def frame_at(buf: Buffer, offset: int, seq: int) -> Record | None:
     """The whole, valid frame with exactly this seq starting at offset, if there is one."""
     if offset < 0 or offset + HEADER_SIZE > len(buf):
         return None
     word, crc, frame_seq = HEADER.unpack_from(buf, offset)
-    length = word & _LENGTH_MASK
+    length = word & LENGTH_MASK
     if frame_seq != seq or length > MAX_PAYLOAD or word & _RESERVED:
         return None
     body_end = offset + HEADER_SIZE + length
@@ -141,7 +147,7 @@ def frame_at(buf: bytes, offset: int, seq: int) -> Record | None:
 _SEARCH_BUDGET = 512 * 2**20
 
 
-def find_frame_after(buf: bytes, start: int, next_seq: int) -> int | None:
+def find_frame_after(buf: Buffer, start: int, next_seq: int) -> int | None:
     """Offset of a valid frame beyond damage at `start`, or None if the rest holds none.
 
     A torn write leaves nothing valid after it; a valid frame after the damage means acknowledged
@@ -170,6 +176,13 @@ def find_frame_after(buf: bytes, start: int, next_seq: int) -> int | None:
     return best
 
 
-def is_zero_fill(buf: bytes, start: int) -> bool:
+@contextmanager
+def mapped(path: Path) -> Iterator[mmap.mmap]:
+    """A read-only map of a segment. Slices of it are copies, so records outlive the map."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        yield m
+
+
+def is_zero_fill(buf: Buffer, start: int) -> bool:
     """Preallocated or never-written space: not damage."""
     return not buf[start:].strip(b"\0")

@@ -37,6 +37,7 @@ from eventlog.frame import (
     Stop,
     find_frame_after,
     frame_parts,
+    mapped,
 )
 from eventlog.lock import DirLock
 from eventlog.segment import (
@@ -87,7 +88,8 @@ class EventLog:
         batch_bytes: int,
     ) -> None:
         self.path = path
-        self.recovery = recovery
+        self._recovery = recovery
+        self._deferred: tuple[list[SegmentFile], Checkpoint | None] | None = None
         self.segment_bytes = segment_bytes
         self._first_seq = segments[0].first_seq if segments else 1
         self._last_seq = recovery.last_seq
@@ -139,9 +141,9 @@ class EventLog:
             if not segments:
                 create_segment(path, 1)
                 segments = list_segments(path)
-            data, tail, scanned_from = _scan_newest(path, segments, checkpoint, durable_floor)
+            tail, scanned_from, torn = _scan_newest(path, segments, checkpoint, durable_floor)
             active = segments[-1].path
-            bytes_cut, broken = (0, None) if tail.clean else _cut_tail(active, data, tail)
+            bytes_cut, broken = (0, None) if tail.clean else _cut_tail(active, torn, tail)
             recovery = Recovery(
                 segments=len(segments),
                 first_seq=segments[0].first_seq,
@@ -171,43 +173,64 @@ class EventLog:
         """Open without the lock and without repairing: for tools, and to follow a live writer.
 
         A frame still being written at the end is "not yet there"; damage with valid frames
-        after it is still reported as corruption.
+        after it is still reported as corruption. Headers and the checkpoint are checked now;
+        the newest segment is scanned only when `last_seq`, `checkpoint` or `recovery` is first
+        asked for, since a full read checks every frame anyway.
         """
         path = Path(path)
         if not path.is_dir():
             raise LogError(f"no log at {path}")
         segments = list_segments(path)
-        tail: Tail | None = None
-        scanned_from = 1
         if segments:
-            _, tail, scanned_from = _scan_newest(path, segments, checkpoint, 0)
+            _check_headers(segments)
+            if checkpoint is not None:
+                verify(path, segments, checkpoint)
         first_seq = segments[0].first_seq if segments else 1
-        last_seq = tail.last_seq if tail is not None else 0
-        recovery = Recovery(
-            segments=len(segments),
-            first_seq=first_seq,
-            last_seq=last_seq,
-            records=max(0, last_seq - first_seq + 1),
-            scanned_from_seq=scanned_from,
-        )
-        return cls(
+        log = cls(
             path,
             segments,
-            tail,
-            recovery,
+            None,
+            Recovery(segments=len(segments), first_seq=first_seq, last_seq=0, records=0),
             lock=None,
             segment_bytes=DEFAULT_SEGMENT_BYTES,
             batch_bytes=DEFAULT_BATCH_BYTES,
         )
+        if segments:
+            log._deferred = (segments, checkpoint)
+        return log
+
+    def _scan_deferred(self) -> None:
+        if self._deferred is None:
+            return
+        segments, checkpoint = self._deferred
+        self._deferred = None
+        tail, scanned_from, _ = _scan_newest(self.path, segments, checkpoint, 0)
+        self._last_seq = tail.last_seq
+        self._checkpoint = tail.checkpoint
+        self._recovery = Recovery(
+            segments=len(segments),
+            first_seq=self._first_seq,
+            last_seq=tail.last_seq,
+            records=max(0, tail.last_seq - self._first_seq + 1),
+            scanned_from_seq=scanned_from,
+        )
+
+    @property
+    def recovery(self) -> Recovery:
+        """What open found and did: segments, records, bytes cut, the .broken file."""
+        self._scan_deferred()
+        return self._recovery
 
     @property
     def last_seq(self) -> int:
         """Seq of the newest durable record; 0 for an empty log."""
+        self._scan_deferred()
         return self._last_seq
 
     @property
     def checkpoint(self) -> Checkpoint | None:
         """Where the newest durable record sits; stored in snapshots to skip the history."""
+        self._scan_deferred()
         return self._checkpoint
 
     @property
@@ -391,7 +414,7 @@ class EventLog:
         limit = self._last_seq if self._lock is not None else None
         expected = chosen[0].first_seq
         for position, segment in enumerate(chosen):
-            if segment.first_seq != expected and position:
+            if segment.first_seq != expected:
                 raise CorruptLogError(
                     segment.path,
                     0,
@@ -399,32 +422,34 @@ class EventLog:
                     "gap between segments",
                     f"segment starts at seq {segment.first_seq}",
                 )
-            data = segment.path.read_bytes()
-            check_header(segment.path, data, segment.first_seq)
             if position:
                 offset, next_seq = SEGMENT_HEADER_SIZE, segment.first_seq
-            scan = FrameScan(data, offset, next_seq)
-            group: list[Record] = []
-            for frame in scan:
-                if limit is not None and frame.seq > limit:
-                    return
-                if frame.continues:
-                    group.append(frame)
+            with mapped(segment.path) as data:
+                check_header(segment.path, data, segment.first_seq)
+                scan = FrameScan(data, offset, next_seq)
+                group: list[Record] = []
+                for frame in scan:
+                    if limit is not None and frame.seq > limit:
+                        return
+                    if frame.continues:
+                        group.append(frame)
+                        continue
+                    if group:
+                        yield from (record for record in group if record.seq >= start)
+                        group = []
+                    if frame.seq >= start:
+                        yield frame
+                if limit is not None and scan.next_seq > limit:
+                    return  # every durable record is read; what follows is a write in flight
+                expected = scan.next_seq - len(group)
+                if scan.stop is Stop.END and not group:
                     continue
-                if group:
-                    yield from (record for record in group if record.seq >= start)
-                    group = []
-                if frame.seq >= start:
-                    yield frame
-            if limit is not None and scan.next_seq > limit:
-                return  # every durable record is read; what follows is a write still in flight
-            expected = scan.next_seq - len(group)
-            newest = position == len(chosen) - 1
-            if scan.stop is Stop.END and not group:
-                continue
-            if not newest or scan.stop is Stop.SEQ or limit is not None:
-                raise CorruptLogError(segment.path, scan.stop_offset, scan.next_seq, _damage(scan))
-            follower = find_frame_after(data, scan.stop_offset + 1, scan.next_seq)
+                newest = position == len(chosen) - 1
+                if not newest or scan.stop is Stop.SEQ or limit is not None:
+                    raise CorruptLogError(
+                        segment.path, scan.stop_offset, scan.next_seq, _damage(scan)
+                    )
+                follower = find_frame_after(data, scan.stop_offset + 1, scan.next_seq)
             if scan.stop is not Stop.END and follower is not None:
                 raise CorruptLogError(
                     segment.path,
@@ -466,8 +491,12 @@ class EventLog:
 
 def _scan_newest(
     path: Path, segments: list[SegmentFile], checkpoint: Checkpoint | None, durable_floor: int
-) -> tuple[bytes, Tail, int]:
-    """Check every header, then find the newest segment's valid end (from the checkpoint on)."""
+) -> tuple[Tail, int, bytes]:
+    """Check every header, then find the newest segment's valid end (from the checkpoint on).
+
+    Returns the tail, the seq the scan started at, and the bytes past the valid end (a copy, so
+    the file can be cut once the map is closed). Only the pages scanned are read.
+    """
     _check_headers(segments)
     active = segments[-1]
     start: tuple[int, int] | None = None
@@ -476,11 +505,12 @@ def _scan_newest(
         durable_floor = max(durable_floor, checkpoint.seq)
         if checkpoint.segment == active.first_seq:
             start = (checkpoint.offset, checkpoint.seq)
-    data = active.path.read_bytes()
-    tail = scan_tail(active.path, data, active.first_seq, durable_floor, start)
+    with mapped(active.path) as data:
+        tail = scan_tail(active.path, data, active.first_seq, durable_floor, start)
+        torn = data[tail.good_end :]
     if tail.checkpoint is None and checkpoint is not None and checkpoint.seq == tail.last_seq:
         tail = tail._replace(checkpoint=checkpoint)
-    return data, tail, start[1] if start else active.first_seq
+    return tail, start[1] if start else active.first_seq, torn
 
 
 def _check_headers(segments: list[SegmentFile]) -> None:
@@ -499,9 +529,8 @@ def _cut_reason(tail: Tail) -> str:
     return "zero fill" if tail.zero_fill else f"torn write ({tail.stop.value})"
 
 
-def _cut_tail(path: Path, data: bytes, tail: Tail) -> tuple[int, Path | None]:
+def _cut_tail(path: Path, removed: bytes, tail: Tail) -> tuple[int, Path | None]:
     """Truncate a torn tail, keeping any non-zero bytes in `<segment>.broken`."""
-    removed = data[tail.good_end :]
     broken: Path | None = None
     if removed.strip(b"\0"):
         broken = path.with_name(path.name + ".broken")

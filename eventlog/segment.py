@@ -6,6 +6,7 @@ detected instead of silently shifting every seq after it.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from pathlib import Path
@@ -39,7 +40,7 @@ def encode_header(first_seq: int) -> bytes:
     return head + _CRC.pack(google_crc32c.value(head))
 
 
-def check_header(path: Path, data: bytes, first_seq: int) -> None:
+def check_header(path: Path, data: bytes | mmap.mmap, first_seq: int) -> None:
     """Raise CorruptLogError unless `data` starts with a valid header for `first_seq`."""
     if len(data) < SEGMENT_HEADER_SIZE:
         raise CorruptLogError(path, 0, first_seq, "short segment header", f"{len(data)} bytes")

@@ -19,8 +19,10 @@ from eventlog import fsutil
 from eventlog.atomic import atomic_write
 from eventlog.checkpoint import Checkpoint
 
-# magic, version, reserved, seq, checkpoint segment (0: none), offset, record crc, length, crc
+# magic, version, reserved, seq, checkpoint segment (0: none), offset, record crc, length, then
+# crc32c of all of that and the data: a flipped bit in the seq or checkpoint is caught too
 _HEADER = struct.Struct("<4sHHQQQIQI")
+_COVERED = _HEADER.size - 4
 _MAGIC = b"RWSN"
 _VERSION = 1
 SUFFIX = ".snap"
@@ -46,9 +48,9 @@ def encode_snapshot(seq: int, data: bytes, checkpoint: Checkpoint | None) -> byt
     segment, offset, record_crc = (
         (checkpoint.segment, checkpoint.offset, checkpoint.crc) if checkpoint else (0, 0, 0)
     )
-    crc = google_crc32c.value(data)
-    header = _HEADER.pack(_MAGIC, _VERSION, 0, seq, segment, offset, record_crc, len(data), crc)
-    return header + data
+    fields = (_MAGIC, _VERSION, 0, seq, segment, offset, record_crc, len(data))
+    crc = google_crc32c.extend(google_crc32c.value(_HEADER.pack(*fields, 0)[:_COVERED]), data)
+    return _HEADER.pack(*fields, crc) + data
 
 
 def decode_snapshot(path: Path, blob: bytes) -> Snapshot:
@@ -63,7 +65,7 @@ def decode_snapshot(path: Path, blob: bytes) -> Snapshot:
     data = blob[_HEADER.size :]
     if len(data) != length:
         raise ValueError(f"length {len(data)} but header says {length}")
-    if google_crc32c.value(data) != crc:
+    if google_crc32c.extend(google_crc32c.value(blob[:_COVERED]), data) != crc:
         raise ValueError("checksum mismatch")
     checkpoint = Checkpoint(segment, offset, seq, record_crc) if segment else None
     return Snapshot(seq, data, path, checkpoint)
@@ -82,7 +84,7 @@ class SnapshotStore:
         fsutil.make_dirs(self.directory)
         path = self.directory / f"{seq:020d}{SUFFIX}"
         atomic_write(path, encode_snapshot(seq, data, checkpoint))
-        self._prune()
+        self._prune(seq)
         return path
 
     def files(self) -> list[tuple[int, Path]]:
@@ -116,10 +118,20 @@ class SnapshotStore:
         """The newest valid snapshot at or before `max_seq` (the log's end), if any."""
         return next(self.candidates(max_seq), None)
 
-    def _prune(self) -> None:
+    def _prune(self, written: int) -> None:
+        """Keep the snapshot just written and the newest `keep - 1` below it.
+
+        Snapshots of later seqs describe a history the log no longer holds (the state just
+        written is of the log's end): they are renamed `.stale`, kept for inspection, never
+        loaded again, and never allowed to push the fresh snapshot out.
+        """
         files = self.files()
-        stale = files[: max(0, len(files) - self.keep)]
-        for _, path in stale:
+        below = [path for seq, path in files if seq < written]
+        old = below[: max(0, len(below) - (self.keep - 1))]
+        for path in old:
             path.unlink(missing_ok=True)
-        if stale:
+        stale = [path for seq, path in files if seq > written]
+        for path in stale:
+            os.replace(path, path.with_name(path.name + ".stale"))
+        if old or stale:
             fsutil.fsync_dir(self.directory)

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from eventlog.checkpoint import Checkpoint
 from eventlog.errors import CorruptLogError
-from eventlog.frame import HEADER_SIZE, FrameScan, Stop, find_frame_after, is_zero_fill
+from eventlog.frame import HEADER_SIZE, Buffer, FrameScan, Stop, find_frame_after, is_zero_fill
 from eventlog.segment import SEGMENT_HEADER_SIZE
 
 
@@ -32,7 +32,7 @@ class Tail(NamedTuple):
 
 def scan_tail(
     path: Path,
-    data: bytes,
+    data: Buffer,
     first_seq: int,
     durable_floor: int = 0,
     start: tuple[int, int] | None = None,

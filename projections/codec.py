@@ -35,8 +35,18 @@ def encode_state(state: State) -> bytes:
     return _ENCODER.encode(_Stored(STATE_VERSION, state))
 
 
+_CURRENT_PREFIX = bytes([0x92, STATE_VERSION])
+"""msgpack of ``[STATE_VERSION, ...]`` starts with these bytes: peeking them spares a pass that
+would parse (and skip) the whole state just to read the version."""
+
+
 def decode_state(data: bytes | memoryview) -> State:
     """Decode a snapshot's state, refusing any other state version."""
+    if bytes(data[:2]) == _CURRENT_PREFIX:
+        try:
+            return _DECODER.decode(data).state
+        except msgspec.MsgspecError as exc:
+            raise ProjectionError(f"snapshot state is malformed: {exc}") from exc
     try:
         header = _HEADER_DECODER.decode(data)
     except msgspec.MsgspecError as exc:

@@ -68,11 +68,14 @@ def load_state(
         reader = log
     else:
         reader, newest = _open_reader(data_dir, newest, report)
-    end = reader.last_seq if at is None else min(at, reader.last_seq)
+    end = None if at is None else min(at, reader.last_seq)
     state, records = State(), None
     for snapshot in chain([newest] if newest else [], candidates):
-        if snapshot.seq > end:
-            report.skip(snapshot.path, f"seq {snapshot.seq} is beyond the log's end {end}")
+        # a checkpoint proves the snapshot's last record is in this log; without one, compare
+        # with the log's end (which costs a scan of the newest segment)
+        log_end = end if end is not None or snapshot.checkpoint else reader.last_seq
+        if log_end is not None and snapshot.seq > log_end:
+            report.skip(snapshot.path, f"seq {snapshot.seq} is beyond the log's end {log_end}")
             continue
         try:
             state = decode_state(snapshot.data)
@@ -85,7 +88,7 @@ def load_state(
         report.snapshot_file = str(snapshot.path)
         break
     for record in records if records is not None else reader.read(1):
-        if record.seq > end:
+        if end is not None and record.seq > end:
             break
         evolve(state, record.seq, decode(record.payload))
         report.events_replayed += 1
