@@ -12,10 +12,12 @@ import asyncio
 import os
 import random
 import shutil
+import struct
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from eventlog import Checkpoint, EventLog
 from projections import State, decode, encode, encode_state, evolve
@@ -25,6 +27,10 @@ from service.state_store import write_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 REWIND = Path(sys.executable).with_name("rewind")
+FRAME_HEADER = struct.Struct("<IIQ")
+"""word (length, bit 31: continues), crc32c, seq: the frame format of DESIGN.md."""
+SEGMENT_HEADER = 20
+"""magic 4, version 2, reserved 2, first seq 8, crc 4."""
 SMALL_SEGMENT = 16 * 1024
 """Small enough that a few hundred realistic events span several segments."""
 
@@ -133,7 +139,7 @@ def copy_tree(source: Path, target: Path) -> Path:
 
 
 def run_rewind(
-    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str | Path | int, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed `rewind` console script; never raises on a non-zero exit."""
     return subprocess.run(
@@ -141,7 +147,8 @@ def run_rewind(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        # Wide enough that rich never wraps a line (see the xfail about wrapping in tests/cli).
+        env={**os.environ, "COLUMNS": "1000", **(env or {})},
         check=False,
         cwd=ROOT,
     )
@@ -153,3 +160,46 @@ def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
         byte = handle.read(1)
         handle.seek(offset)
         handle.write(bytes([byte[0] ^ (1 << bit)]))
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The CLI's error contract: non-zero exit, one `rewind: error:` line, no traceback."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip("\n").splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("rewind: error: "), result.stderr
+    return lines[0]
+
+
+def tree_digest(root: Path, skip: tuple[str, ...] = ("LOCK",)) -> dict[str, bytes]:
+    """Every file under `root` (relative name -> bytes), to prove a tool changed nothing."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.name not in skip
+    }
+
+
+class FrameInfo(NamedTuple):
+    seq: int
+    segment: Path
+    offset: int
+    length: int
+    continues: bool
+
+
+def frames(log_dir: Path) -> list[FrameInfo]:
+    """Parse every segment by hand (an oracle independent of the engine's own scanner)."""
+    found: list[FrameInfo] = []
+    for segment in sorted(log_dir.glob("*.seg")):
+        data = segment.read_bytes()
+        offset = SEGMENT_HEADER
+        while offset + FRAME_HEADER.size <= len(data):
+            word, _, seq = FRAME_HEADER.unpack_from(data, offset)
+            length = word & ((1 << 30) - 1)
+            if offset + FRAME_HEADER.size + length > len(data):
+                break
+            found.append(FrameInfo(seq, segment, offset, length, bool(word >> 31)))
+            offset += FRAME_HEADER.size + length
+    return found
