@@ -276,6 +276,8 @@ def test_two_repairs_in_one_second_keep_both_backups(
     truncate_after(data_dir.log, first.seq)
     truncate_after(data_dir.log, second.seq)
     backups = [p.read_bytes() for p in data_dir.log.glob("repair-*/*") if p.is_file()]
-    assert original[second.offset + FRAME_HEADER.size + second.length :] in backups
-    first_tail = original[first.offset + FRAME_HEADER.size + first.length :]
+    first_end = first.offset + FRAME_HEADER.size + first.length
+    second_end = second.offset + FRAME_HEADER.size + second.length
+    assert original[second_end:first_end] in backups
+    first_tail = original[first_end:]
     assert first_tail in backups, "the first repair's backup of its removed bytes was lost"
