@@ -73,12 +73,17 @@ class Record(NamedTuple):
 
 
 class FrameScan:
-    """Iterates valid, consecutive frames of a buffer; afterwards `stop`/`stop_offset` say why.
+    """Iterates the valid, consecutive records of a buffer, complete append_many groups only.
 
-    A length field is never trusted past MAX_PAYLOAD or the buffer's end, so a flipped bit cannot
-    make a reader allocate gigabytes or swallow the records that follow. `next_seq`, `stop` and
-    `stop_offset` are meaningful once the iteration has run to its end. This loop is the whole
-    cost of a replay's read side, hence the local aliases and the inlined checksum.
+    A group's records are held back until its last frame has been validated, so no consumer
+    ever sees half a group. A length field is never trusted past MAX_PAYLOAD or the buffer's
+    end, so a flipped bit cannot make a reader allocate gigabytes or swallow the records after.
+
+    Once the iteration has run to its end: `stop` says why it stopped (END is the only clean
+    reason) at `stop_offset`; `next_seq` is the seq the next frame would need; `good_end` and
+    `good_seq` mark the end of the last complete group (short of `stop_offset` when an
+    unfinished group trails). This loop is the whole cost of a replay's read side, hence the
+    local aliases and the inlined checksum.
     """
 
     def __init__(self, buf: Buffer, offset: int, next_seq: int) -> None:
@@ -86,17 +91,21 @@ class FrameScan:
         self.next_seq = next_seq
         self.stop = Stop.END
         self.stop_offset = offset
+        self.good_end = offset
+        self.good_seq = next_seq - 1
 
     def __iter__(self) -> Iterator[Record]:
         buf = self.buf
         end = len(buf)
-        offset = self.stop_offset
+        offset = good_end = self.stop_offset
         seq = self.next_seq
+        good_seq = seq - 1
         unpack = HEADER.unpack_from
         pack_word_seq = _WORD_SEQ.pack
         crc_value = _crc_value
         crc_extend = _crc_extend
         stop = Stop.END
+        group: list[Record] = []
         try:
             while offset != end:
                 if offset + HEADER_SIZE > end:
@@ -118,13 +127,23 @@ class FrameScan:
                 if frame_seq != seq:
                     stop = Stop.SEQ
                     break
-                yield Record(seq, payload, word >= CONTINUES, offset, crc)
+                record = Record(seq, payload, word >= CONTINUES, offset, crc)
                 seq += 1
                 offset = body_end
+                if record.continues:
+                    group.append(record)
+                    continue
+                good_end, good_seq = offset, record.seq
+                if group:
+                    yield from group
+                    group = []
+                yield record
         finally:
             self.stop = stop
             self.stop_offset = offset
             self.next_seq = seq
+            self.good_end = good_end
+            self.good_seq = good_seq
 
 
 def frame_at(buf: Buffer, offset: int, seq: int) -> Record | None:

@@ -427,22 +427,18 @@ class EventLog:
             with mapped(segment.path) as data:
                 check_header(segment.path, data, segment.first_seq)
                 scan = FrameScan(data, offset, next_seq)
-                group: list[Record] = []
-                for frame in scan:
-                    if limit is not None and frame.seq > limit:
-                        return
-                    if frame.continues:
-                        group.append(frame)
-                        continue
-                    if group:
-                        yield from (record for record in group if record.seq >= start)
-                        group = []
-                    if frame.seq >= start:
-                        yield frame
-                if limit is not None and scan.next_seq > limit:
+                if limit is None and next_seq >= start:
+                    yield from scan
+                else:
+                    for record in scan:
+                        if limit is not None and record.seq > limit:
+                            return
+                        if record.seq >= start:
+                            yield record
+                if limit is not None and scan.good_seq >= limit:
                     return  # every durable record is read; what follows is a write in flight
-                expected = scan.next_seq - len(group)
-                if scan.stop is Stop.END and not group:
+                expected = scan.good_seq + 1
+                if scan.stop is Stop.END and scan.good_end == scan.stop_offset:
                     continue
                 newest = position == len(chosen) - 1
                 if not newest or scan.stop is Stop.SEQ or limit is not None:

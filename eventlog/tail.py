@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from eventlog.checkpoint import Checkpoint
 from eventlog.errors import CorruptLogError
-from eventlog.frame import HEADER_SIZE, Buffer, FrameScan, Stop, find_frame_after, is_zero_fill
+from eventlog.frame import Buffer, FrameScan, Record, Stop, find_frame_after, is_zero_fill
 from eventlog.segment import SEGMENT_HEADER_SIZE
 
 
@@ -44,14 +44,11 @@ def scan_tail(
     """
     offset, next_seq = start if start is not None else (SEGMENT_HEADER_SIZE, first_seq)
     scan = FrameScan(data, offset, next_seq)
-    good_end = offset
-    last_seq = next_seq - 1
-    checkpoint: Checkpoint | None = None
-    for frame in scan:
-        if not frame.continues:
-            good_end = frame.offset + HEADER_SIZE + len(frame.payload)
-            last_seq = frame.seq
-            checkpoint = Checkpoint(first_seq, frame.offset, frame.seq, frame.crc)
+    last: Record | None = None
+    for record in scan:
+        last = record
+    good_end, last_seq = scan.good_end, scan.good_seq
+    checkpoint = Checkpoint(first_seq, last.offset, last.seq, last.crc) if last else None
     zero_fill = False
     if scan.stop is Stop.SEQ:
         raise CorruptLogError(path, scan.stop_offset, scan.next_seq, "wrong seq")

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 
 from eventlog.errors import CorruptLogError
-from eventlog.frame import HEADER_SIZE, FrameScan, Stop
+from eventlog.frame import FrameScan, Stop
 from eventlog.segment import SEGMENT_HEADER_SIZE, check_header, list_segments
 from eventlog.tail import scan_tail
 
@@ -80,21 +80,13 @@ def verify_log(
                 on_progress(len(data))
             continue
         scan = FrameScan(data, SEGMENT_HEADER_SIZE, segment.first_seq)
-        group: list[tuple[int, bytes]] = []
-        records = 0
-        last = segment.first_seq - 1
-        for frame in scan:
-            group.append((frame.seq, frame.payload))
-            if frame.continues:
-                continue
-            for seq, payload in group:
-                if on_record:
-                    on_record(seq, payload)
-            records += len(group)
-            last = frame.seq
-            group = []
-        if scan.stop is not Stop.END or group:
-            report.damage.append(_classify(segment.path, data, scan, newest, group))
+        for record in scan:
+            if on_record:
+                on_record(record.seq, record.payload)
+        records = scan.good_seq - segment.first_seq + 1
+        last = scan.good_seq
+        if scan.stop is not Stop.END or scan.good_end != scan.stop_offset:
+            report.damage.append(_classify(segment.path, data, scan, newest))
         report.segments.append(
             SegmentInfo(str(segment.path), segment.first_seq, last, records, len(data))
         )
@@ -108,14 +100,12 @@ def verify_log(
     return report
 
 
-def _classify(
-    path: Path, data: bytes, scan: FrameScan, newest: bool, group: list[tuple[int, bytes]]
-) -> Damage:
-    first_unfinished = group[0][0] if group else scan.next_seq
-    offset = scan.stop_offset - sum(HEADER_SIZE + len(p) for _, p in group)
+def _classify(path: Path, data: bytes, scan: FrameScan, newest: bool) -> Damage:
     kind = "unfinished group" if scan.stop is Stop.END else scan.stop.value
     if not newest:
-        return Damage(str(path), offset, first_unfinished, kind, "damage in an older segment")
+        return Damage(
+            str(path), scan.good_end, scan.good_seq + 1, kind, "damage in an older segment"
+        )
     try:
         first_seq = int(path.name[:20])
         tail = scan_tail(path, data, first_seq)

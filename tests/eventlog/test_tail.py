@@ -147,7 +147,8 @@ def test_length_beyond_the_limit_is_damage_not_an_allocation(
         if where == "middle":
             for opener in (EventLog.open_readonly, EventLog.open):
                 with pytest.raises(CorruptLogError) as caught:
-                    opener(tmp_path)
+                    # a read-only log scans its newest segment when its end is first asked for
+                    opener(tmp_path).last_seq  # noqa: B018
                 assert caught.value.seq == seq
                 assert caught.value.offset == offsets[seq - 1]
                 assert caught.value.kind == "length beyond limit"
