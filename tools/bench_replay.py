@@ -7,7 +7,8 @@ same disk. Then, with nothing else running:
 (a) full replay: open the log read-only, read every frame (CRC checked), decode, evolve. This is
     the worst case of a restart, and the bound that snapshots exist to avoid.
 (b) snapshot load: the server snapshots every ``SNAPSHOT_EVERY`` events, so the newest snapshot
-    sits at most that many events behind the end; ``load_state`` is timed exactly as a restart
+    sits at most that many events behind the end. It is placed at the worst case, a whole
+    interval (or the last started one) behind; ``load_state`` is timed exactly as a restart
     calls it (newest snapshot + tail replay).
 (c) the peer: the same payloads as `eventsourcing` ``StoredEvent`` rows in its SQLite
     application recorder, read back in application order through ``select_notifications`` (how
@@ -66,7 +67,7 @@ def run(
         raise ValueError(f"need at least {SNAPSHOT_EVERY} events to have a snapshot to load")
     scratch = directory if directory is not None else Path.cwd()
     data_dir = DataDir.at(scratch / "rewind")
-    snapshot_seq = events - events % SNAPSHOT_EVERY
+    snapshot_seq = max(SNAPSHOT_EVERY, (events - 1) // SNAPSHOT_EVERY * SNAPSHOT_EVERY)
 
     factory = InfrastructureFactory.construct(
         {
