@@ -12,7 +12,7 @@ import typer
 
 from eventlog import LogError
 from projections import ProjectionError
-from tools import bench_log, bench_replay, log_commands, state_commands
+from tools import bench_log, bench_replay, log_commands, simulate_command, state_commands
 from tools.output import console, emit_json, fail
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.add_typer(state_commands.history_app, name="history")
 app.add_typer(bench_app, name="bench")
 app.command("state")(state_commands.state)
 app.command("snapshot")(state_commands.snapshot)
+app.command("simulate")(simulate_command.simulate)
 
 
 @bench_app.command("log")
