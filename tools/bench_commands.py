@@ -1,0 +1,71 @@
+"""`rewind bench log|replay`: benchmarks whose every figure has a baseline from the same run."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tools import bench_log, bench_replay
+from tools.output import console, emit_json
+
+app = typer.Typer(no_args_is_help=True, help="Benchmarks with same-run baselines.")
+
+ScratchOpt = Annotated[
+    Path | None, typer.Option("--dir", help="Scratch directory on the disk to measure.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object.")]
+
+
+@app.command("log")
+def log(
+    seconds: Annotated[
+        float, typer.Option("--seconds", help="Total time per contender.", min=0.3)
+    ] = 6.0,
+    directory: ScratchOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Durable appends/s: rewind (64 and 1 writers) vs fsync loop, SQLite, atomic JSON files."""
+    _run(lambda scratch: bench_log.run(seconds, scratch), directory, json, lambda _: [])
+
+
+@app.command("replay")
+def replay(
+    events: Annotated[
+        int,
+        typer.Option(
+            "--events", help="Events in the generated history.", min=bench_replay.SNAPSHOT_EVERY
+        ),
+    ] = bench_replay.DEFAULT_EVENTS,
+    directory: ScratchOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Replay events/s and snapshot load time of rewind vs eventsourcing's SQLite recorder."""
+    _run(
+        lambda scratch: bench_replay.run(events, scratch),
+        directory,
+        json,
+        bench_replay.target_lines,
+    )
+
+
+def _run(
+    measure: Callable[[Path], dict[str, Any]],
+    directory: Path | None,
+    json: bool,
+    verdicts: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    """Measure in a scratch directory on the chosen disk (default: here), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=".rewind-bench-", dir=directory or Path.cwd()) as tmp:
+        result = measure(Path(tmp))
+    if json:
+        emit_json(result)
+        return
+    for name, value in result.items():
+        shown = "-" if value is None else f"{value:,}"
+        console.print(f"{name:<34} {shown:>14}", markup=False)
+    for line in verdicts(result):
+        console.print(line, markup=False)
