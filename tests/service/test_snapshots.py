@@ -263,20 +263,16 @@ def test_every_header_bit_flip_is_harmless(tmp_path: Path, payloads: list[bytes]
     """The header's fields are not all under the CRC (seq, checkpoint): a flip in any of them must
     still never produce a different state, whatever it makes the loader do.
 
-    The high bits of the checkpoint offset are covered by the xfail test below."""
+    The high bits of the checkpoint offset have their own regression test below."""
     bits = [b for b in range(HEADER_SIZE * 8) if b not in OFFSET_FIELD[44:]]
     _flip_header_bits(tmp_path, payloads, bits)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a huge checkpoint offset (flipped high bit; the snapshot CRC does not cover "
-    "the header) makes eventlog/checkpoint.py verify() seek past the largest file size: "
-    "OSError EINVAL / ValueError escape load_state instead of the snapshot being skipped",
-)
 def test_flip_in_checkpoint_offset_high_bits_is_skipped(
     tmp_path: Path, payloads: list[bytes]
 ) -> None:
+    """Regression: a huge checkpoint offset made verify() seek past the largest file size, and
+    OSError (EINVAL) / ValueError escaped load_state instead of the snapshot being skipped."""
     _flip_header_bits(tmp_path, payloads, OFFSET_FIELD[44:])
 
 
@@ -411,18 +407,18 @@ def test_only_foreign_snapshot_means_full_replay(tmp_path: Path, payloads: list[
     assert len(report.skipped_snapshots) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SnapshotStore._prune keeps the highest seqs, so a snapshot written below "
-    "stale ones (seq past a cut log's end) is deleted as soon as it is written",
-)
 def test_new_snapshot_survives_stale_ones_past_the_end(
     tmp_path: Path, payloads: list[bytes]
 ) -> None:
+    """Regression: pruning kept the highest seqs, so a snapshot written below stale ones (seqs
+    past a cut log's end) was deleted as soon as it was written."""
     data_dir, _ = make_with_snapshots(tmp_path / "d", payloads, [300, 350, 390])
+    stale = {p.read_bytes() for p in data_dir.snapshots.iterdir()}
     truncate_after(data_dir.log, 250)  # an operator's cut that did not retire the snapshots
     path = write_snapshot(data_dir, fold(payloads, 250))
     assert path.exists(), "the snapshot just written was pruned at once"
+    kept = {p.read_bytes() for p in data_dir.snapshots.iterdir()}
+    assert stale <= kept, "stale snapshots are kept for inspection, not deleted"
     got, report = load_both(data_dir)
     assert got == full_replay(data_dir)
     assert report.snapshot_seq == 250
