@@ -68,8 +68,10 @@ def test_verify_healthy(simulated: DataDir) -> None:
     assert tree_digest(simulated.root) == before, "verify must never modify anything"
 
 
-@pytest.mark.parametrize("target", [1, 777, EVENTS - 1])
-@pytest.mark.parametrize("where", ["payload", "seq field", "length field"])
+@pytest.mark.parametrize(
+    ("target", "where"),
+    [(1, "payload"), (777, "payload"), (777, "seq field"), (EVENTS - 1, "length field")],
+)
 def test_verify_bit_flip_mid_segment(sim: DataDir, target: int, where: str) -> None:
     frame = frames(sim.log)[target - 1]
     assert frame.seq == target

@@ -87,14 +87,14 @@ def _distinct_points(envelopes: list[Envelope]) -> list[int]:
 def test_state_at_iso_time(
     simulated: DataDir, payloads: list[bytes], envelopes: list[Envelope]
 ) -> None:
-    for k in _distinct_points(envelopes):
-        ts = envelopes[k - 1].ts
-        for spelled in (_iso(ts), _iso(ts).replace("+00:00", "Z")):
-            body = state_json(simulated, "--at", spelled)
-            assert body["seq"] == k, spelled
+    points = _distinct_points(envelopes)
+    for k, spelled in [
+        (points[0], _iso(envelopes[points[0] - 1].ts)),
+        (points[1], _iso(envelopes[points[1] - 1].ts).replace("+00:00", "Z")),
         # Halfway to the next event is still "at or before": the same seq.
-        between = (ts + envelopes[k].ts) / 2
-        assert state_json(simulated, "--at", _iso(between))["seq"] == k
+        (points[2], _iso((envelopes[points[2] - 1].ts + envelopes[points[2]].ts) / 2)),
+    ]:
+        assert state_json(simulated, "--at", spelled)["seq"] == k, spelled
     k = _distinct_points(envelopes)[1]
     body = state_json(simulated, "--at", _iso(envelopes[k - 1].ts))
     assert body["state"] == plain(as_dict(fold(payloads, k)))
