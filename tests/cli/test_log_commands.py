@@ -118,6 +118,11 @@ def test_verify_torn_tail_is_a_note(sim: DataDir, cut: int) -> None:
     assert len(notes) == 1, lines
     assert str(path) in notes[0] and f"(seq {EVENTS})" in notes[0]
     assert lines[-1].startswith(f"ok: {EVENTS - 1} records")
+    as_json = msgspec.json.decode(run_rewind("log", "verify", sim.root, "--json").stdout)
+    assert as_json["healthy"] is True and as_json["records"] == EVENTS - 1
+    [torn] = as_json["damage"]
+    assert (torn["kind"], torn["seq"], torn["fatal"]) == ("torn tail", EVENTS, False)
+    assert torn["offset"] == last.offset + FRAME_HEADER.size + last.length
     assert path.stat().st_size == size - cut, "verify must not cut the tail itself"
     # The next writer's open cuts exactly the torn record, and keeps the bytes.
     with EventLog.open(sim.log) as log:
