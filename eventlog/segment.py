@@ -84,8 +84,13 @@ def create_segment(log_dir: Path, first_seq: int) -> Path:
 
 
 def remove_temp_segments(log_dir: Path) -> list[Path]:
-    """Drop half-made segments left by a crash during rotation; they never held a record."""
-    removed = [p for p in log_dir.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+    """Drop what a crash left half-made: segments being rotated in (they never held a record)
+    and `atomic_write` temp files of a `.broken` copy (the repair reruns at this open)."""
+    removed = [
+        p
+        for p in log_dir.iterdir()
+        if p.name.endswith(TEMP_SUFFIX) or (p.name.startswith(".") and p.name.endswith(".tmp"))
+    ]
     for path in removed:
         path.unlink()
     if removed:
