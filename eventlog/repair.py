@@ -58,8 +58,7 @@ def _truncate_after(
     cut = SEGMENT_HEADER_SIZE
     if seq >= target.first_seq:
         cut = _offset_after(target.path, data, target.first_seq, seq)
-    backup = log_dir / time.strftime("repair-%Y%m%dT%H%M%SZ", time.gmtime())
-    fsutil.make_dirs(backup)
+    backup = _new_backup_dir(log_dir)
     if before_cut is not None:
         before_cut(backup)
     removed = data[cut:]
@@ -78,6 +77,20 @@ def _truncate_after(
         os.close(fd)
     moved_bytes = sum((backup / s.path.name).stat().st_size for s in later)
     return RepairReport(seq, len(removed) + moved_bytes, len(later), str(backup))
+
+
+def _new_backup_dir(log_dir: Path) -> Path:
+    """A fresh `repair-<UTC time>[-n]` directory: two repairs never share (or overwrite) one."""
+    stamp = time.strftime("repair-%Y%m%dT%H%M%SZ", time.gmtime())
+    for attempt in range(1000):
+        backup = log_dir / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            backup.mkdir()
+        except FileExistsError:
+            continue
+        fsutil.fsync_dir(log_dir)
+        return backup
+    raise LogError(f"cannot create a backup directory {stamp} in {log_dir}")
 
 
 def _offset_after(path: Path, data: bytes, first_seq: int, seq: int) -> int:

@@ -153,6 +153,27 @@ def seq_at_time(log: EventLog, when: float) -> int:
     return last
 
 
-def mentions_job(envelope: Envelope, job_id: str) -> bool:
-    event = envelope.event
-    return getattr(event, "job_id", None) == job_id or job_id in getattr(event, "job_ids", ())
+_OWNED = ("callback_id", "path", "container_id", "network_id")
+"""Fields naming things a job owns; later events name only these (a webhook attempt, a
+cleanup's completion, a container's removal), not the job."""
+
+
+class JobEvents:
+    """Tells which events are about one job: those naming it, and those naming what it owns.
+
+    Feed it events in seq order: ownership is learnt from the events that name the job.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self._owned: dict[tuple[str, str], None] = {}
+
+    def __call__(self, envelope: Envelope) -> bool:
+        event = envelope.event
+        owned = [(name, value) for name in _OWNED if (value := getattr(event, name, None))]
+        if getattr(event, "job_id", None) == self.job_id or self.job_id in getattr(
+            event, "job_ids", ()
+        ):
+            self._owned.update(dict.fromkeys(owned))
+            return True
+        return any(key in self._owned for key in owned)

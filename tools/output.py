@@ -8,8 +8,9 @@ from typing import Any
 import msgspec
 from rich.console import Console
 
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+"""soft_wrap: a line is never folded at the terminal width, so `grep` sees it whole."""
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def emit_json(value: Any) -> None:

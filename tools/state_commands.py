@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,9 +10,10 @@ import msgspec
 import typer
 
 from eventlog import EventLog, LogError
+from eventlog.lock import DirLock
 from projections import encode_state
 from service.layout import resolve
-from service.state_store import events, load_state, mentions_job, seq_at_time, write_snapshot
+from service.state_store import JobEvents, events, load_state, seq_at_time, write_snapshot
 from tools.describe import as_dict
 from tools.output import console, emit_json
 
@@ -49,14 +50,14 @@ def state(
 
 
 def _parse_point(log: EventLog, value: str) -> int:
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise LogError(f"--at takes a seq or an ISO-8601 time, not {value!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.now().astimezone().tzinfo).astimezone()
+        moment = moment.replace(tzinfo=UTC)
     return seq_at_time(log, moment.timestamp())
 
 
@@ -68,9 +69,10 @@ def history_job(
 ) -> None:
     """Every event about one job, in order, with seq and time."""
     log = EventLog.open_readonly(resolve(directory).log)
+    about_job = JobEvents(job_id)
     found = 0
     for seq, envelope in events(log):
-        if not mentions_job(envelope, job_id):
+        if not about_job(envelope):
             continue
         found += 1
         fields: dict[str, Any] = msgspec.to_builtins(envelope.event)
@@ -98,11 +100,15 @@ def history_job(
 def snapshot(directory: DirArg) -> None:
     """Write a snapshot of the current state (the server also takes them on its own)."""
     data_dir = resolve(directory)
-    log = EventLog.open_readonly(data_dir.log)
-    if log.last_seq == 0:
-        raise LogError(f"the log at {data_dir.log} is empty: nothing to snapshot")
-    current, report = load_state(data_dir, log=log)
-    path = write_snapshot(data_dir, current, log.checkpoint)
+    lock = DirLock(data_dir.log)  # a running server takes its own snapshots, of a newer end
+    try:
+        log = EventLog.open_readonly(data_dir.log)
+        if log.last_seq == 0:
+            raise LogError(f"the log at {data_dir.log} is empty: nothing to snapshot")
+        current, report = load_state(data_dir, log=log)
+        path = write_snapshot(data_dir, current, log.checkpoint)
+    finally:
+        lock.release()
     console.print(
         f"snapshot of seq {current.last_seq} written to {path} "
         f"({len(encode_state(current))} bytes; {report.events_replayed} events replayed)",

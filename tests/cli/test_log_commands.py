@@ -262,12 +262,6 @@ def test_stat_multi_segment(tmp_path: Path) -> None:
     assert text.stdout.strip().splitlines()[-1] == f"500 records, {total} bytes"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: tools/log_commands.py _print_verify uses rich console.print without "
-    "soft_wrap, so with no terminal (80 columns) a damage line with a long path is split "
-    "over two lines and `grep damage:` loses the offset/seq",
-)
 def test_verify_damage_line_is_one_line_without_a_terminal(tmp_path: Path) -> None:
     deep = tmp_path / ("a-rather-long-directory-name-for-a-data-dir" * 2)
     data_dir = make_data_dir(deep, history(50, 3))

@@ -254,12 +254,6 @@ def test_repair_cuts_a_corrupt_log_back_to_health(data_dir: DataDir, payloads: l
     assert encode_state(state) == encode_state(fold(payloads, cut))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: eventlog/repair.py names the backup repair-<UTC second>; a second repair in "
-    "the same second reuses it and atomic_write overwrites <segment>.tail, destroying the "
-    "first repair's backup of the removed bytes",
-)
 def test_two_repairs_in_one_second_keep_both_backups(
     data_dir: DataDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -109,11 +109,6 @@ def test_state_at_iso_time(
     assert state_json(simulated, "--at", paris.isoformat())["seq"] == k
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: tools/state_commands.py _parse_point reads a zone-less --at time in the "
-    "machine's local zone, while --help and the docs say UTC",
-)
 def test_state_at_naive_time_is_utc(simulated: DataDir, envelopes: list[Envelope]) -> None:
     k = _distinct_points(envelopes)[2]
     naive = _iso(envelopes[k - 1].ts).removesuffix("+00:00")
@@ -211,7 +206,9 @@ def test_history_job(simulated: DataDir, envelopes: list[Envelope]) -> None:
     result = run_rewind("history", "job", simulated.root, job_id, "--json")
     assert result.returncode == 0, result.stderr
     rows = [msgspec.json.decode(line) for line in result.stdout.splitlines()]
-    assert [row["seq"] for row in rows] == expected
+    seqs = [row["seq"] for row in rows]
+    assert seqs == sorted(seqs)
+    assert set(expected) <= set(seqs)  # plus what the job owns: see the next test
     for row in rows:
         envelope = envelopes[row["seq"] - 1]
         event = msgspec.to_builtins(envelope.event)
@@ -229,12 +226,6 @@ def test_history_job(simulated: DataDir, envelopes: list[Envelope]) -> None:
         assert row["type"] in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: service/state_store.py mentions_job only matches events carrying job_id/job_ids,"
-    " so a job's history omits its webhook attempts/outcomes, cleanup completion, container "
-    "and staging removal (events keyed by callback_id, path, container_id)",
-)
 def test_history_job_includes_its_webhooks_and_cleanups(
     simulated: DataDir, envelopes: list[Envelope]
 ) -> None:
@@ -302,11 +293,6 @@ def test_bad_at(simulated: DataDir, at: str) -> None:
     assert "--at" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: tools/state_commands.py _parse_point trusts str.isdigit(), which accepts "
-    "'²' and other Unicode digits that int() rejects: ValueError escapes as a traceback",
-)
 def test_bad_at_unicode_digit(simulated: DataDir) -> None:
     assert_one_error_line(run_rewind("state", simulated.root, "--at", "²"))
 
