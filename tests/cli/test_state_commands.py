@@ -219,7 +219,7 @@ def test_history_job(simulated: DataDir, envelopes: list[Envelope]) -> None:
     text = run_rewind("history", "job", simulated.root, job_id)
     assert text.returncode == 0
     lines = text.stdout.splitlines()
-    assert [int(line.split()[0]) for line in lines] == expected
+    assert [int(line.split()[0]) for line in lines] == seqs
     for line, row in zip(lines, rows, strict=True):
         when = datetime.fromisoformat(line.split()[1])
         assert abs(when.timestamp() - row["ts"]) < 1
