@@ -11,18 +11,12 @@ damage.
 from __future__ import annotations
 
 import enum
-import mmap
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import NamedTuple
 
 from google_crc32c import extend as _crc_extend
 from google_crc32c import value as _crc_value
-
-Buffer = bytes | mmap.mmap
-"""Frames are scanned in memory maps (only the pages touched are read) or plain bytes."""
 
 HEADER = struct.Struct("<IIQ")
 HEADER_SIZE = HEADER.size
@@ -86,7 +80,7 @@ class FrameScan:
     local aliases and the inlined checksum.
     """
 
-    def __init__(self, buf: Buffer, offset: int, next_seq: int) -> None:
+    def __init__(self, buf: bytes, offset: int, next_seq: int) -> None:
         self.buf = buf
         self.next_seq = next_seq
         self.stop = Stop.END
@@ -146,7 +140,7 @@ class FrameScan:
             self.good_seq = good_seq
 
 
-def frame_at(buf: Buffer, offset: int, seq: int) -> Record | None:
+def frame_at(buf: bytes, offset: int, seq: int) -> Record | None:
     """The whole, valid frame with exactly this seq starting at offset, if there is one."""
     if offset < 0 or offset + HEADER_SIZE > len(buf):
         return None
@@ -166,7 +160,7 @@ def frame_at(buf: Buffer, offset: int, seq: int) -> Record | None:
 _SEARCH_BUDGET = 512 * 2**20
 
 
-def find_frame_after(buf: Buffer, start: int, next_seq: int) -> int | None:
+def find_frame_after(buf: bytes, start: int, next_seq: int) -> int | None:
     """Offset of a valid frame beyond damage at `start`, or None if the rest holds none.
 
     A torn write leaves nothing valid after it; a valid frame after the damage means acknowledged
@@ -176,14 +170,15 @@ def find_frame_after(buf: Buffer, start: int, next_seq: int) -> int | None:
     bound the work; a span of damage that swallows more records than that is not recognised here,
     which is why open also refuses to cut below a seq a snapshot already covers.
     """
-    tail = len(buf) - start
+    end = _data_end(buf, start)
+    tail = end - start
     if tail <= HEADER_SIZE:
         return None
     candidates = max(16, min(4096, _SEARCH_BUDGET // tail))
     best: int | None = None
     for seq in range(next_seq, next_seq + candidates):
         needle = _SEQ.pack(seq)
-        position = buf.find(needle, start + 8)
+        position = buf.find(needle, start + 8, end)
         while position != -1:
             header = position - 8
             if best is not None and header >= best:
@@ -191,17 +186,31 @@ def find_frame_after(buf: Buffer, start: int, next_seq: int) -> int | None:
             if frame_at(buf, header, seq) is not None:
                 best = header
                 break
-            position = buf.find(needle, position + 1)
+            position = buf.find(needle, position + 1, end)
     return best
 
 
-@contextmanager
-def mapped(path: Path) -> Iterator[mmap.mmap]:
-    """A read-only map of a segment. Slices of it are copies, so records outlive the map."""
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        yield m
+_ZERO_CHUNK = 1 << 20
 
 
-def is_zero_fill(buf: Buffer, start: int) -> bool:
-    """Preallocated or never-written space: not damage."""
-    return not buf[start:].strip(b"\0")
+def _data_end(buf: bytes, start: int) -> int:
+    """Offset just past the last non-zero byte at or after `start` (preallocated zeros hold no
+    frame, and skipping them keeps the search cheap in a mostly empty segment)."""
+    end = len(buf)
+    while end > start:
+        low = max(start, end - _ZERO_CHUNK)
+        kept = len(buf[low:end].rstrip(b"\0"))
+        if kept:
+            return low + kept
+        end = low
+    return start
+
+
+def is_zero_fill(buf: bytes, start: int) -> bool:
+    """Preallocated or never-written space: not damage. Checked a chunk at a time, since the
+    preallocated tail of a fresh segment is most of its 64 MiB."""
+    for offset in range(start, len(buf), _ZERO_CHUNK):
+        chunk = buf[offset : offset + _ZERO_CHUNK]
+        if chunk.count(0) != len(chunk):
+            return False
+    return True

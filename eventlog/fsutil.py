@@ -45,6 +45,27 @@ def make_dirs(path: Path) -> None:
         fsync_dir(directory.parent)
 
 
+def write_all_at(fd: int, data: bytes, offset: int) -> None:
+    """pwrite all of `data` at `offset`, looping over short writes."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def preallocate(fd: int, size: int) -> None:
+    """Reserve `size` bytes (reading as zeros) so appends inside them change no file size.
+
+    fdatasync of a write that grows a file must also commit the new size to the journal; inside
+    allocated space it need not, which makes every durable append markedly cheaper (etcd's WAL
+    preallocates its segments for the same reason).
+    """
+    if os.fstat(fd).st_size < size:
+        os.posix_fallocate(fd, 0, size)
+        fullsync(fd)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """os.write may write less than asked (signals, full disks); loop until all is written."""
     view = memoryview(data)

@@ -37,7 +37,7 @@ from eventlog.frame import (
     Stop,
     find_frame_after,
     frame_parts,
-    mapped,
+    is_zero_fill,
 )
 from eventlog.lock import DirLock
 from eventlog.segment import (
@@ -48,10 +48,13 @@ from eventlog.segment import (
     list_segments,
     remove_temp_segments,
 )
-from eventlog.tail import Tail, scan_tail
+from eventlog.tail import SETTLE_TRIES, Tail, in_flight, scan_tail
 
 DEFAULT_SEGMENT_BYTES = 64 * 2**20
 DEFAULT_BATCH_BYTES = 4 * 2**20
+PREALLOCATE_STEP = 4 * 2**20
+"""The newest segment is kept allocated (as zeros) this far ahead of its last record, so a
+durable append changes no file size and fdatasync need not commit metadata."""
 
 
 class Recovery(msgspec.Struct, frozen=True):
@@ -110,8 +113,11 @@ class EventLog:
         if lock is not None:
             self._wake_read, self._wake_write = os.pipe()
             active = segments[-1].path
-            self._fd = os.open(active, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            self._segment_size = os.fstat(self._fd).st_size
+            self._fd = os.open(active, os.O_WRONLY | os.O_CLOEXEC)
+            self._segment_size = tail.good_end if tail is not None else SEGMENT_HEADER_SIZE
+            self._allocated = 0
+            self._preallocate_step = min(PREALLOCATE_STEP, segment_bytes)
+            self._ensure_allocated(self._segment_size)
             self._thread = threading.Thread(target=self._run, name="eventlog-writer", daemon=True)
             self._thread.start()
 
@@ -139,7 +145,7 @@ class EventLog:
             removed = remove_temp_segments(path)
             segments = list_segments(path)
             if not segments:
-                create_segment(path, 1)
+                create_segment(path, 1, min(PREALLOCATE_STEP, segment_bytes))
                 segments = list_segments(path)
             tail, scanned_from, torn = _scan_newest(path, segments, checkpoint, durable_floor)
             active = segments[-1].path
@@ -204,7 +210,7 @@ class EventLog:
             return
         segments, checkpoint = self._deferred
         self._deferred = None
-        tail, scanned_from, _ = _scan_newest(self.path, segments, checkpoint, 0)
+        tail, scanned_from, _ = _scan_newest(self.path, segments, checkpoint, 0, live=True)
         self._last_seq = tail.last_seq
         self._checkpoint = tail.checkpoint
         self._recovery = Recovery(
@@ -334,16 +340,16 @@ class EventLog:
     def _persist(self, batch: list[_Entry]) -> None:
         assert self._fd is not None
         parts: list[bytes] = []
-        size = self._segment_size
+        start = size = self._segment_size
         last_header = b""
         last_offset = 0
         for first, payloads, nbytes, _ in batch:
             if size + nbytes > self.segment_bytes and size > SEGMENT_HEADER_SIZE:
                 if parts:
-                    fsutil.write_all(self._fd, b"".join(parts))
+                    self._write_at(b"".join(parts), start)
                     parts = []
-                self._rotate(first)
-                size = SEGMENT_HEADER_SIZE
+                self._rotate(first, size)
+                start = size = SEGMENT_HEADER_SIZE
             last = len(payloads) - 1
             for index, payload in enumerate(payloads):
                 last_header, body = frame_parts(first + index, payload, index < last)
@@ -351,20 +357,39 @@ class EventLog:
                 parts.append(body)
             size += nbytes
             last_offset = size - HEADER_SIZE - len(payloads[last])
-        fsutil.write_all(self._fd, b"".join(parts))
+        self._write_at(b"".join(parts), start)
         fsutil.datasync(self._fd)
         self._segment_size = size
         _, crc, seq = HEADER.unpack(last_header)
         self._checkpoint = Checkpoint(self._active_segment, last_offset, seq, crc)
 
-    def _rotate(self, first_seq: int) -> None:
-        """Seal the active segment and start the next; both durable before any new record."""
+    def _write_at(self, data: bytes, offset: int) -> None:
         assert self._fd is not None
-        fsutil.datasync(self._fd)
+        self._ensure_allocated(offset + len(data))
+        fsutil.write_all_at(self._fd, data, offset)
+
+    def _ensure_allocated(self, end: int) -> None:
+        """Keep allocated space a step ahead of `end`; the allocation itself is made durable."""
+        assert self._fd is not None
+        if end + HEADER_SIZE > self._allocated:
+            steps = (end + HEADER_SIZE) // self._preallocate_step + 1
+            fsutil.preallocate(self._fd, steps * self._preallocate_step)
+            self._allocated = os.fstat(self._fd).st_size
+
+    def _rotate(self, first_seq: int, used: int) -> None:
+        """Seal the active segment and start the next; both durable before any new record.
+
+        Sealing cuts the unused preallocated space, so only the newest segment ever ends in
+        zeros and an older one that does not end exactly at a record is damaged.
+        """
+        assert self._fd is not None
+        os.ftruncate(self._fd, used)
+        fsutil.fullsync(self._fd)
         os.close(self._fd)
         self._fd = None
-        new = create_segment(self.path, first_seq)
-        self._fd = os.open(new, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        new = create_segment(self.path, first_seq, self._preallocate_step)
+        self._fd = os.open(new, os.O_WRONLY | os.O_CLOEXEC)
+        self._allocated = os.fstat(self._fd).st_size
         self._active_segment = first_seq
 
     def _fail(self, exc: BaseException, batch: list[_Entry]) -> None:
@@ -424,28 +449,30 @@ class EventLog:
                 )
             if position:
                 offset, next_seq = SEGMENT_HEADER_SIZE, segment.first_seq
-            with mapped(segment.path) as data:
-                check_header(segment.path, data, segment.first_seq)
-                scan = FrameScan(data, offset, next_seq)
-                if limit is None and next_seq >= start:
-                    yield from scan
-                else:
-                    for record in scan:
-                        if limit is not None and record.seq > limit:
-                            return
-                        if record.seq >= start:
-                            yield record
-                if limit is not None and scan.good_seq >= limit:
-                    return  # every durable record is read; what follows is a write in flight
-                expected = scan.good_seq + 1
-                if scan.stop is Stop.END and scan.good_end == scan.stop_offset:
-                    continue
-                newest = position == len(chosen) - 1
-                if not newest or scan.stop is Stop.SEQ or limit is not None:
-                    raise CorruptLogError(
-                        segment.path, scan.stop_offset, scan.next_seq, _damage(scan)
-                    )
-                follower = find_frame_after(data, scan.stop_offset + 1, scan.next_seq)
+            data = segment.path.read_bytes()
+            check_header(segment.path, data, segment.first_seq)
+            scan = FrameScan(data, offset, next_seq)
+            if limit is None and next_seq >= start:
+                yield from scan
+            else:
+                for record in scan:
+                    if limit is not None and record.seq > limit:
+                        return
+                    if record.seq >= start:
+                        yield record
+            if limit is not None and scan.good_seq >= limit:
+                return  # every durable record is read; what follows is a write in flight
+            expected = scan.good_seq + 1
+            if scan.stop is Stop.END and scan.good_end == scan.stop_offset:
+                continue
+            newest = position == len(chosen) - 1
+            if not newest or scan.stop is Stop.SEQ or limit is not None:
+                raise CorruptLogError(segment.path, scan.stop_offset, scan.next_seq, _damage(scan))
+            if is_zero_fill(data, scan.stop_offset):
+                continue  # preallocated space: the writer has not got there yet
+            follower = find_frame_after(data, scan.stop_offset + 1, scan.next_seq)
+            if follower is not None and in_flight(segment.path, scan.stop_offset, scan.next_seq):
+                return  # the rest is being written: the next read gets it
             if scan.stop is not Stop.END and follower is not None:
                 raise CorruptLogError(
                     segment.path,
@@ -486,12 +513,16 @@ class EventLog:
 
 
 def _scan_newest(
-    path: Path, segments: list[SegmentFile], checkpoint: Checkpoint | None, durable_floor: int
+    path: Path,
+    segments: list[SegmentFile],
+    checkpoint: Checkpoint | None,
+    durable_floor: int,
+    live: bool = False,
 ) -> tuple[Tail, int, bytes]:
     """Check every header, then find the newest segment's valid end (from the checkpoint on).
 
-    Returns the tail, the seq the scan started at, and the bytes past the valid end (a copy, so
-    the file can be cut once the map is closed). Only the pages scanned are read.
+    Returns the tail, the seq the scan started at, and the bytes past the valid end. `live`:
+    another process may be writing (a read-only open), see `tail.in_flight`.
     """
     _check_headers(segments)
     active = segments[-1]
@@ -501,9 +532,20 @@ def _scan_newest(
         durable_floor = max(durable_floor, checkpoint.seq)
         if checkpoint.segment == active.first_seq:
             start = (checkpoint.offset, checkpoint.seq)
-    with mapped(active.path) as data:
-        tail = scan_tail(active.path, data, active.first_seq, durable_floor, start)
-        torn = data[tail.good_end :]
+    for attempt in range(SETTLE_TRIES + 1):
+        data = active.path.read_bytes()
+        try:
+            tail = scan_tail(active.path, data, active.first_seq, durable_floor, start)
+            break
+        except CorruptLogError as err:
+            # a reader may catch a live writer's write half done: wait it out, not for ever
+            if (
+                not live
+                or attempt == SETTLE_TRIES
+                or not in_flight(active.path, err.offset, err.seq)
+            ):
+                raise
+    torn = data[tail.good_end :]
     if tail.checkpoint is None and checkpoint is not None and checkpoint.seq == tail.last_seq:
         tail = tail._replace(checkpoint=checkpoint)
     return tail, start[1] if start else active.first_seq, torn

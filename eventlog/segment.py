@@ -6,7 +6,6 @@ detected instead of silently shifting every seq after it.
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from pathlib import Path
@@ -40,7 +39,7 @@ def encode_header(first_seq: int) -> bytes:
     return head + _CRC.pack(google_crc32c.value(head))
 
 
-def check_header(path: Path, data: bytes | mmap.mmap, first_seq: int) -> None:
+def check_header(path: Path, data: bytes, first_seq: int) -> None:
     """Raise CorruptLogError unless `data` starts with a valid header for `first_seq`."""
     if len(data) < SEGMENT_HEADER_SIZE:
         raise CorruptLogError(path, 0, first_seq, "short segment header", f"{len(data)} bytes")
@@ -68,14 +67,15 @@ def list_segments(log_dir: Path) -> list[SegmentFile]:
     return found
 
 
-def create_segment(log_dir: Path, first_seq: int) -> Path:
-    """Create an empty segment durably: temp, header, fsync, rename, fsync dir."""
+def create_segment(log_dir: Path, first_seq: int, preallocate: int = 0) -> Path:
+    """Create an empty segment durably: temp, header, preallocation, fsync, rename, fsync dir."""
     final = log_dir / segment_name(first_seq)
     tmp = log_dir / (segment_name(first_seq)[: -len(SUFFIX)] + TEMP_SUFFIX)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         fsutil.write_all(fd, encode_header(first_seq))
         fsutil.fullsync(fd)
+        fsutil.preallocate(fd, preallocate)
     finally:
         os.close(fd)
     os.rename(tmp, final)

@@ -7,12 +7,13 @@ would drop a seq a snapshot already covers, acknowledged records are at stake: r
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import NamedTuple
 
 from eventlog.checkpoint import Checkpoint
 from eventlog.errors import CorruptLogError
-from eventlog.frame import Buffer, FrameScan, Record, Stop, find_frame_after, is_zero_fill
+from eventlog.frame import FrameScan, Record, Stop, find_frame_after, frame_at, is_zero_fill
 from eventlog.segment import SEGMENT_HEADER_SIZE
 
 
@@ -27,12 +28,13 @@ class Tail(NamedTuple):
 
     @property
     def clean(self) -> bool:
-        return self.stop is Stop.END and self.stop_offset == self.good_end
+        """Ends right after a complete group, in end of file or preallocated zeros."""
+        return self.stop_offset == self.good_end and (self.stop is Stop.END or self.zero_fill)
 
 
 def scan_tail(
     path: Path,
-    data: Buffer,
+    data: bytes,
     first_seq: int,
     durable_floor: int = 0,
     start: tuple[int, int] | None = None,
@@ -73,3 +75,21 @@ def scan_tail(
             f"cutting here would drop seqs up to {durable_floor} that a snapshot covers",
         )
     return Tail(last_seq, good_end, scan.stop, scan.stop_offset, zero_fill, checkpoint)
+
+
+SETTLE_TRIES = 10
+SETTLE_PAUSE = 0.005
+
+
+def in_flight(path: Path, offset: int, seq: int) -> bool:
+    """Whether damage seen by a reader was a write in flight rather than real.
+
+    A writer fills preallocated space, so a reader can see a later page of a write before an
+    earlier one: a torn frame with valid frames after it, for a moment. If the frame becomes
+    whole within a few pauses it was such a write; if it stays torn, the damage is real.
+    """
+    for _ in range(SETTLE_TRIES):
+        time.sleep(SETTLE_PAUSE)
+        if frame_at(path.read_bytes(), offset, seq) is not None:
+            return True
+    return False

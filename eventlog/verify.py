@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 
 from eventlog.errors import CorruptLogError
-from eventlog.frame import FrameScan, Stop
+from eventlog.frame import FrameScan, Stop, is_zero_fill
 from eventlog.segment import SEGMENT_HEADER_SIZE, check_header, list_segments
-from eventlog.tail import scan_tail
+from eventlog.tail import in_flight, scan_tail
 
 
 class Damage(msgspec.Struct, frozen=True):
@@ -85,7 +85,10 @@ def verify_log(
                 on_record(record.seq, record.payload)
         records = scan.good_seq - segment.first_seq + 1
         last = scan.good_seq
-        if scan.stop is not Stop.END or scan.good_end != scan.stop_offset:
+        ends_clean = scan.good_end == scan.stop_offset and (
+            scan.stop is Stop.END or (newest and is_zero_fill(data, scan.stop_offset))
+        )
+        if not ends_clean:
             report.damage.append(_classify(segment.path, data, scan, newest))
         report.segments.append(
             SegmentInfo(str(segment.path), segment.first_seq, last, records, len(data))
@@ -110,6 +113,8 @@ def _classify(path: Path, data: bytes, scan: FrameScan, newest: bool) -> Damage:
         first_seq = int(path.name[:20])
         tail = scan_tail(path, data, first_seq)
     except CorruptLogError as err:
+        if in_flight(path, err.offset, err.seq):
+            return Damage(str(path), err.offset, err.seq, "write in flight", fatal=False)
         return Damage(str(path), err.offset, err.seq, err.kind, err.detail)
     return Damage(
         str(path),

@@ -1,10 +1,12 @@
 """`rewind bench log`: durable appends/s of rewind against baselines measured in the same run.
 
 Baselines, all on the same disk and with the same payloads: a bare write+fdatasync loop (the
-floor for one writer), SQLite in WAL mode with synchronous=FULL and one transaction per event
-(the usual embedded choice), and one JSON file per event written atomically (how the original
-server stored job state). Rounds interleave the five measurements so a drifting disk hurts all
-of them alike; each figure is the median over rounds.
+floor for one writer, as the targets define it); the same loop writing into preallocated space
+(what rewind's segments do: its cost without any of rewind's machinery); SQLite in WAL mode
+with synchronous=FULL and one transaction per event (the usual embedded choice); and one JSON
+file per event written atomically (how the original server stored job state). Rounds
+interleave the measurements so a drifting disk hurts all of them alike; each figure is the
+median over rounds.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def run(seconds: float, directory: Path, rounds: int = 3) -> dict[str, float]:
         "rewind_64": lambda d, s, p: asyncio.run(_rewind(d, s, p, writers=64)),
         "rewind_1": lambda d, s, p: asyncio.run(_rewind(d, s, p, writers=1)),
         "raw_fsync": _raw_fsync,
+        "raw_fsync_preallocated": _raw_fsync_preallocated,
         "sqlite_full": _sqlite_full,
         "atomic_json": _atomic_json,
     }
@@ -48,6 +51,9 @@ def run(seconds: float, directory: Path, rounds: int = 3) -> dict[str, float]:
     result["ratio_rewind_64_vs_sqlite"] = round(result["rewind_64"] / result["sqlite_full"], 2)
     result["ratio_rewind_64_vs_atomic_json"] = round(result["rewind_64"] / result["atomic_json"], 2)
     result["ratio_rewind_1_vs_raw_fsync"] = round(result["rewind_1"] / result["raw_fsync"], 3)
+    result["ratio_rewind_1_vs_raw_fsync_preallocated"] = round(
+        result["rewind_1"] / result["raw_fsync_preallocated"], 3
+    )
     result["payload_bytes"] = PAYLOAD_BYTES
     result["seconds_per_measurement"] = round(per_run, 3)
     return result
@@ -81,6 +87,24 @@ def _raw_fsync(directory: Path, seconds: float, payload: bytes) -> float:
         while time.perf_counter() < deadline:
             os.write(fd, payload)
             os.fdatasync(fd)
+            done += 1
+    finally:
+        os.close(fd)
+    return done / (time.perf_counter() - started)
+
+
+def _raw_fsync_preallocated(directory: Path, seconds: float, payload: bytes) -> float:
+    fd = os.open(directory / "raw", os.O_WRONLY | os.O_CREAT, 0o644)
+    done = offset = 0
+    try:
+        os.posix_fallocate(fd, 0, 64 * 2**20)
+        os.fsync(fd)
+        started = time.perf_counter()
+        deadline = started + seconds
+        while time.perf_counter() < deadline:
+            os.pwrite(fd, payload, offset)
+            os.fdatasync(fd)
+            offset += len(payload)
             done += 1
     finally:
         os.close(fd)

@@ -180,7 +180,6 @@ log.close()
 def test_repair_refuses_while_the_log_is_held(data_dir: DataDir) -> None:
     found = frames(data_dir.log)
     cut = _pick_cut(found, 2, 150, 300)
-    before = tree_digest(data_dir.root)
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(data_dir.log)],
         stdin=subprocess.PIPE,
@@ -192,6 +191,7 @@ def test_repair_refuses_while_the_log_is_held(data_dir: DataDir) -> None:
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
+        before = tree_digest(data_dir.root)  # after the holder's open (it preallocates)
         result = run_rewind("log", "repair", data_dir.root, "--truncate-after", cut.seq)
         line = assert_one_error_line(result)
         assert f"locked by process {holder.pid}" in line

@@ -63,6 +63,7 @@ def install(point: str, nth: int) -> None:
     real_open = os.open
     real_rename = os.rename
     real_write_all = fsutil.write_all
+    real_write_all_at = fsutil.write_all_at
     real_fullsync = fsutil.fullsync
     real_fsync_dir = fsutil.fsync_dir
 
@@ -88,7 +89,10 @@ def install(point: str, nth: int) -> None:
                 _die()
             return
         real_write_all(fd, data)
-        if point == "after-first-write" and new_segment and target == new_segment:
+
+    def hooked_write_all_at(fd: int, data: bytes, offset: int) -> None:
+        real_write_all_at(fd, data, offset)
+        if point == "after-first-write" and new_segment and _fd_path(fd) == new_segment:
             _die()
 
     def hooked_fullsync(fd: int) -> None:
@@ -113,6 +117,7 @@ def install(point: str, nth: int) -> None:
     os.open = hooked_open  # type: ignore[assignment]
     os.rename = hooked_rename  # type: ignore[assignment]
     fsutil.write_all = hooked_write_all
+    fsutil.write_all_at = hooked_write_all_at
     fsutil.fullsync = hooked_fullsync
     fsutil.fsync_dir = hooked_fsync_dir
 

@@ -109,19 +109,19 @@ def test_write_error_mid_batch_leaves_a_torn_tail_that_reopen_cuts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC after half the bytes: the append fails, and reopen cuts the half-written frame."""
-    original = fsutil.write_all
+    original = fsutil.write_all_at
     armed = threading.Event()
 
-    def half_then_enospc(fd: int, data: bytes) -> None:
+    def half_then_enospc(fd: int, data: bytes, offset: int) -> None:
         if not armed.is_set():
-            original(fd, data)
+            original(fd, data, offset)
             return
-        os.write(fd, data[: len(data) // 2])
+        os.pwrite(fd, data[: len(data) // 2], offset)
         raise OSError(errno.ENOSPC, "injected ENOSPC")
 
     async def main() -> list[int]:
         with EventLog.open(tmp_path) as log:
-            monkeypatch.setattr(fsutil, "write_all", half_then_enospc)
+            monkeypatch.setattr(fsutil, "write_all_at", half_then_enospc)
             seqs = [await log.append(b"durable %d" % i) for i in range(3)]
             armed.set()
             with pytest.raises(LogFailedError):
@@ -132,7 +132,7 @@ def test_write_error_mid_batch_leaves_a_torn_tail_that_reopen_cuts(
             return seqs
 
     seqs = asyncio.run(main())
-    monkeypatch.setattr(fsutil, "write_all", original)
+    monkeypatch.setattr(fsutil, "write_all_at", original)
     with EventLog.open(tmp_path) as log:
         assert [r.payload for r in log.read()] == [b"durable %d" % i for i in range(3)]
         assert log.last_seq == seqs[-1]

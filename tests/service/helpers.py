@@ -197,6 +197,8 @@ def frames(log_dir: Path) -> list[FrameInfo]:
         offset = SEGMENT_HEADER
         while offset + FRAME_HEADER.size <= len(data):
             word, _, seq = FRAME_HEADER.unpack_from(data, offset)
+            if seq == 0:  # seqs start at 1: this is the writer's preallocated zero space
+                break
             length = word & ((1 << 30) - 1)
             if offset + FRAME_HEADER.size + length > len(data):
                 break
