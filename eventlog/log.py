@@ -9,6 +9,7 @@ queueing behind the disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections import deque
@@ -112,6 +113,7 @@ class EventLog:
         self._thread: threading.Thread | None = None
         if lock is not None:
             self._wake_read, self._wake_write = os.pipe()
+            os.set_blocking(self._wake_write, False)  # a full pipe already means "wake up"
             active = segments[-1].path
             self._fd = os.open(active, os.O_WRONLY | os.O_CLOEXEC)
             self._segment_size = tail.good_end if tail is not None else SEGMENT_HEADER_SIZE
@@ -292,7 +294,9 @@ class EventLog:
         rest of the burst is still being enqueued, and commit the burst in small pieces.
         """
         self._kick_scheduled = False
-        os.write(self._wake_write, b"\0")
+        if self._wake_write >= 0:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_write, b"\0")
 
     def _refuse_if_unwritable(self) -> None:
         if self._failure is not None:
