@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATA ?= data
 
 .PHONY: venv run test lint typecheck pytest bench clean
 
