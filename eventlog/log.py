@@ -1,6 +1,6 @@
 """EventLog: an append-only, fsynced, checksummed, segmented record log with group commit.
 
-Appends from any number of tasks are gathered by one writer thread into a single `write` and a
+Appends from any number of tasks are gathered by one writer thread into a single `pwrite` and a
 single `fdatasync`; each caller's seq is returned only after the batch holding it is on disk.
 While one batch syncs, the next one fills, so throughput grows with concurrency instead of
 queueing behind the disk.
@@ -149,7 +149,10 @@ class EventLog:
             if not segments:
                 create_segment(path, 1, min(PREALLOCATE_STEP, segment_bytes))
                 segments = list_segments(path)
-            tail, scanned_from, torn = _scan_newest(path, segments, checkpoint, durable_floor)
+            _check_headers(segments)
+            if checkpoint is not None:
+                verify(path, segments, checkpoint)
+            tail, scanned_from, torn = _scan_newest(segments, checkpoint, durable_floor)
             active = segments[-1].path
             bytes_cut, broken = (0, None) if tail.clean else _cut_tail(active, torn, tail)
             recovery = Recovery(
@@ -212,7 +215,7 @@ class EventLog:
             return
         segments, checkpoint = self._deferred
         self._deferred = None
-        tail, scanned_from, _ = _scan_newest(self.path, segments, checkpoint, 0, live=True)
+        tail, scanned_from, _ = _scan_newest(segments, checkpoint, 0, live=True)
         self._last_seq = tail.last_seq
         self._checkpoint = tail.checkpoint
         self._recovery = Recovery(
@@ -517,22 +520,19 @@ class EventLog:
 
 
 def _scan_newest(
-    path: Path,
     segments: list[SegmentFile],
     checkpoint: Checkpoint | None,
     durable_floor: int,
     live: bool = False,
 ) -> tuple[Tail, int, bytes]:
-    """Check every header, then find the newest segment's valid end (from the checkpoint on).
+    """Find the newest segment's valid end, from a verified checkpoint on when there is one.
 
     Returns the tail, the seq the scan started at, and the bytes past the valid end. `live`:
     another process may be writing (a read-only open), see `tail.in_flight`.
     """
-    _check_headers(segments)
     active = segments[-1]
     start: tuple[int, int] | None = None
     if checkpoint is not None:
-        verify(path, segments, checkpoint)
         durable_floor = max(durable_floor, checkpoint.seq)
         if checkpoint.segment == active.first_seq:
             start = (checkpoint.offset, checkpoint.seq)
