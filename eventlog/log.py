@@ -36,9 +36,7 @@ from eventlog.frame import (
     FrameScan,
     Record,
     Stop,
-    find_frame_after,
     frame_parts,
-    is_zero_fill,
 )
 from eventlog.lock import DirLock
 from eventlog.segment import (
@@ -49,7 +47,7 @@ from eventlog.segment import (
     list_segments,
     remove_temp_segments,
 )
-from eventlog.tail import SETTLE_TRIES, Tail, in_flight, scan_tail
+from eventlog.tail import SETTLE_TRIES, Tail, in_flight, judge_stop, scan_tail
 
 DEFAULT_SEGMENT_BYTES = 64 * 2**20
 DEFAULT_BATCH_BYTES = 4 * 2**20
@@ -475,19 +473,12 @@ class EventLog:
             newest = position == len(chosen) - 1
             if not newest or scan.stop is Stop.SEQ or limit is not None:
                 raise CorruptLogError(segment.path, scan.stop_offset, scan.next_seq, _damage(scan))
-            if is_zero_fill(data, scan.stop_offset):
-                continue  # preallocated space: the writer has not got there yet
-            follower = find_frame_after(data, scan.stop_offset + 1, scan.next_seq)
-            if follower is not None and in_flight(segment.path, scan.stop_offset, scan.next_seq):
-                return  # the rest is being written: the next read gets it
-            if scan.stop is not Stop.END and follower is not None:
-                raise CorruptLogError(
-                    segment.path,
-                    scan.stop_offset,
-                    scan.next_seq,
-                    scan.stop.value,
-                    f"valid records follow at offset {follower}",
-                )
+            try:
+                judge_stop(segment.path, data, scan)  # zeros or a torn end: not there yet
+            except CorruptLogError as err:
+                if in_flight(segment.path, err.offset, err.seq):
+                    return  # the rest is being written: the next read gets it
+                raise
 
     def close(self) -> None:
         """Drain queued appends, stop the writer, release the lock. Idempotent."""

@@ -51,21 +51,7 @@ def scan_tail(
         last = record
     good_end, last_seq = scan.good_end, scan.good_seq
     checkpoint = Checkpoint(first_seq, last.offset, last.seq, last.crc) if last else None
-    zero_fill = False
-    if scan.stop is Stop.SEQ:
-        raise CorruptLogError(path, scan.stop_offset, scan.next_seq, "wrong seq")
-    if scan.stop is not Stop.END:
-        zero_fill = is_zero_fill(data, scan.stop_offset)
-        if not zero_fill:
-            follower = find_frame_after(data, scan.stop_offset + 1, scan.next_seq)
-            if follower is not None:
-                raise CorruptLogError(
-                    path,
-                    scan.stop_offset,
-                    scan.next_seq,
-                    scan.stop.value,
-                    f"valid records follow at offset {follower}",
-                )
+    zero_fill = judge_stop(path, data, scan)
     if last_seq < durable_floor:
         raise CorruptLogError(
             path,
@@ -75,6 +61,27 @@ def scan_tail(
             f"cutting here would drop seqs up to {durable_floor} that a snapshot covers",
         )
     return Tail(last_seq, good_end, scan.stop, scan.stop_offset, zero_fill, checkpoint)
+
+
+def judge_stop(path: Path, data: bytes, scan: FrameScan) -> bool:
+    """Where a finished scan of a newest segment stopped: raise CorruptLogError unless it can
+    be a torn write or free space; True when the rest is zero fill (preallocated space)."""
+    if scan.stop is Stop.SEQ:
+        raise CorruptLogError(path, scan.stop_offset, scan.next_seq, "wrong seq")
+    if scan.stop is Stop.END:
+        return False
+    if is_zero_fill(data, scan.stop_offset):
+        return True
+    follower = find_frame_after(data, scan.stop_offset + 1, scan.next_seq)
+    if follower is not None:
+        raise CorruptLogError(
+            path,
+            scan.stop_offset,
+            scan.next_seq,
+            scan.stop.value,
+            f"valid records follow at offset {follower}",
+        )
+    return False
 
 
 SETTLE_TRIES = 10

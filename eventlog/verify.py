@@ -89,7 +89,7 @@ def verify_log(
             scan.stop is Stop.END or (newest and is_zero_fill(data, scan.stop_offset))
         )
         if not ends_clean:
-            report.damage.append(_classify(segment.path, data, scan, newest))
+            report.damage.append(_classify(segment.path, segment.first_seq, data, scan, newest))
         report.segments.append(
             SegmentInfo(str(segment.path), segment.first_seq, last, records, len(data))
         )
@@ -103,14 +103,13 @@ def verify_log(
     return report
 
 
-def _classify(path: Path, data: bytes, scan: FrameScan, newest: bool) -> Damage:
+def _classify(path: Path, first_seq: int, data: bytes, scan: FrameScan, newest: bool) -> Damage:
     kind = "unfinished group" if scan.stop is Stop.END else scan.stop.value
     if not newest:
         return Damage(
             str(path), scan.good_end, scan.good_seq + 1, kind, "damage in an older segment"
         )
     try:
-        first_seq = int(path.name[:20])
         tail = scan_tail(path, data, first_seq)
     except CorruptLogError as err:
         if in_flight(path, err.offset, err.seq):

@@ -18,7 +18,7 @@ from projections import State, check, decode, evolve
 from service.layout import resolve
 from service.state_store import retire_snapshots_after
 from tools.describe import describe
-from tools.output import console, emit_json
+from tools.output import console, emit_json, errors
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, verify and repair a log.")
 
@@ -169,5 +169,5 @@ def _progress(enabled: bool) -> Progress:
         TimeRemainingColumn(),
         disable=not enabled,
         transient=True,
-        console=console.__class__(stderr=True),
+        console=errors,
     )
