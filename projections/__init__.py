@@ -1,19 +1,27 @@
-"""The domain's memory: the event catalogue and the pure folds that turn events into state.
+"""The domain: the event catalogue, ``decide`` (the rules) and the pure folds (``evolve``).
 
-Nothing here performs I/O, reads a clock or draws random numbers (``simulate`` takes an explicit
-seed): the same events always give the same state, byte for byte.
+Nothing here performs I/O, reads a clock or draws random numbers: the same commands at the
+same times give the same events, and the same events always give the same state, byte for
+byte.
 """
 
+from projections import upcasters as _upcasters
 from projections.codec import STATE_VERSION, decode_state, encode_state
-from projections.envelope import SCHEMA_VERSION, Envelope, decode, encode
-from projections.errors import ProjectionError, StateVersionError, UnknownEventError
+from projections.commands import Command
+from projections.decide import decide
+from projections.envelope import SCHEMA_VERSION, Envelope, decode, encode, make
+from projections.errors import DomainError, ProjectionError, StateVersionError, UnknownEventError
 from projections.events import Event
 from projections.invariants import check
 from projections.state import State, evolve
 
+del _upcasters  # imported for its registration of the v1 -> v2 upcaster
+
 __all__ = [
     "SCHEMA_VERSION",
     "STATE_VERSION",
+    "Command",
+    "DomainError",
     "Envelope",
     "Event",
     "ProjectionError",
@@ -21,9 +29,11 @@ __all__ = [
     "StateVersionError",
     "UnknownEventError",
     "check",
+    "decide",
     "decode",
     "decode_state",
     "encode",
     "encode_state",
     "evolve",
+    "make",
 ]

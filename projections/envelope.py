@@ -18,7 +18,7 @@ import msgspec
 from projections.errors import ProjectionError, UnknownEventError
 from projections.events import TAGS, Event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 RawEnvelope = dict[str, Any]
 Upcaster = Callable[[RawEnvelope], RawEnvelope]

@@ -1,13 +1,16 @@
 """The event catalogue: every fact the server ever records, and nothing derived from facts.
 
 Each event is a frozen, tagged msgspec Struct; the tag (``type``) is the stable name written to
-the log, so renaming a class is free but renaming a tag is a schema change that needs an upcaster
-(see ``envelope.py``). Leaf events hold only immutable data, so they are created with
-``gc=False``: replaying millions of them must not feed the cyclic garbage collector.
+the log, so renaming a class is free but renaming a tag or a field is a schema change that needs
+an upcaster (see ``upcasters.py``). Leaf events hold only immutable data, so they are created
+with ``gc=False``: replaying millions of them must not feed the cyclic garbage collector.
 
-Times inside events are float unix seconds and appear only where the time *is* the fact (a
-retry is due then). When something happened is the envelope's ``ts``, for display only: the log's
-seq is the sole order.
+Times that rules use (deadlines, retry times, lease expiries, the start and end of a job for
+the statistics) are facts inside the events, set by ``decide`` from the ``now`` it is given.
+The envelope's ``ts`` is for display only, and the log's seq is the sole order.
+
+Secrets never enter the log: passwords and API tokens appear only as hashes, and webhook
+secrets live in 0600 files beside it (the service's ``secrets`` store), named by callback id.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from typing import Literal, get_args
 
 import msgspec
 
-BatchPhase = Literal["waiting", "preparing", "ready", "executing"]
+Role = Literal["admin", "user"]
+LockKind = Literal["clone", "prepare"]
+BatchPhase = Literal["preparing", "ready", "executing", "failed"]
+ResourceKind = Literal["container", "network", "staging", "workspace", "process"]
+StagingRemoval = Literal["consumed", "deleted", "stale", "orphan"]
 
 
 class _Event(
@@ -30,13 +37,110 @@ class _Event(
     """Common base so every event shares the tagging and immutability settings."""
 
 
+class _Value(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Base of the small immutable values events carry."""
+
+
+# --- values carried by events ------------------------------------------------------------
+
+
+class Sidecar(_Value, frozen=True):
+    """A container started beside the agent (a code-index service, a database, ...)."""
+
+    name: str
+    image: str
+    command: list[str] = []
+    env: dict[str, str] = {}
+
+
+class JobOptions(_Value, frozen=True):
+    """Everything a job was asked to do beyond its prompt; defaults resolved by decide."""
+
+    timeout_seconds: float
+    model: str | None = None
+    git_pull: bool = True
+    auto_cleanup: bool = False
+    env: dict[str, str] = {}
+    sidecars: list[Sidecar] = []
+
+
+class CallbackSpec(_Value, frozen=True):
+    """A webhook declared with the job. Its secret is stored outside the log, by id."""
+
+    callback_id: str
+    url: str
+    schedule: list[float]
+    """Delays in seconds before each attempt after the first failure; give up after the last."""
+
+
+class Idempotency(_Value, frozen=True):
+    """Hashes of the client's Idempotency-Key (scoped to its owner) and of the request body."""
+
+    key_hash: str
+    body_hash: str
+
+
+class RepoSettings(_Value, frozen=True):
+    index_command: list[str] = []
+    """Run in the clone after each pull, under the repository lock (e.g. a code indexer)."""
+    default_agent: str | None = None
+    env: dict[str, str] = {}
+
+
+class AgentSpec(_Value, frozen=True):
+    command: list[str]
+    env: dict[str, str] = {}
+    resume_command: list[str] = []
+
+
+class ServerSettings(_Value, frozen=True):
+    """The settings rules depend on, recorded so any past seq is judged by its own settings."""
+
+    max_concurrent: int = 5
+    default_timeout_seconds: float = 3600.0
+    max_timeout_seconds: float = 86400.0
+    prepare_timeout_seconds: float = 900.0
+    heartbeat_stale_seconds: float = 120.0
+    callback_schedule: list[float] = msgspec.field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 3600.0]
+    )
+    staging_max_age_seconds: float = 86400.0
+    retention_seconds: float = 7 * 86400.0
+    """How long a deleted job's spec and prompt stay in state (its history stays in the log)."""
+    agents: dict[str, AgentSpec] = {}
+
+
+class RecoveryReport(_Value, frozen=True):
+    """What one startup recovery found and did; exposed at /api/admin/recovery."""
+
+    phases: dict[str, float]
+    """Seconds spent in each phase, in the order they ran."""
+    snapshot_seq: int | None
+    snapshots_skipped: list[str]
+    events_replayed: int
+    torn_bytes_cut: int
+    zero_fill_trimmed: int
+    jobs_reattached: int
+    jobs_finished_while_down: int
+    jobs_lost: int
+    jobs_relaunched: int
+    preparations_redone: int
+    locks_released: int
+    callbacks_resumed: int
+    cleanups_resumed: int
+    orphans_removed: int
+    repos_degraded: int
+
+
 # --- users and tokens ---------------------------------------------------------------------
 
 
 class UserAdded(_Event, tag="user.added", frozen=True):
     user_id: str
-    name: str
-    role: str
+    username: str
+    role: Role
+    password_hash: str | None
+    """scrypt, with its parameters and salt in the string; None for token-only users."""
 
 
 class UserRemoved(_Event, tag="user.removed", frozen=True):
@@ -44,7 +148,7 @@ class UserRemoved(_Event, tag="user.removed", frozen=True):
 
 
 class TokenIssued(_Event, tag="token.issued", frozen=True):
-    """Only the hash of the token is ever logged: the log is readable by operators."""
+    """Only the token's hash is logged: the log is readable by operators."""
 
     token_hash: str
     user_id: str
@@ -54,6 +158,7 @@ class TokenIssued(_Event, tag="token.issued", frozen=True):
 
 class TokenRevoked(_Event, tag="token.revoked", frozen=True):
     token_hash: str
+    reason: str
 
 
 # --- repositories -------------------------------------------------------------------------
@@ -63,11 +168,23 @@ class RepoRegistered(_Event, tag="repo.registered", frozen=True):
     repo: str
     git_url: str
     branch: str
-    settings: dict[str, str]
+    description: str
+    settings: RepoSettings
+
+
+class RepoSettingsChanged(_Event, tag="repo.settings-changed", frozen=True):
+    """Carries the complete new settings, so no fold has to merge partial updates."""
+
+    repo: str
+    settings: RepoSettings
 
 
 class RepoCloneStarted(_Event, tag="repo.clone-started", frozen=True):
+    """Takes the repository's lock (kind clone) until the clone completes or fails."""
+
     repo: str
+    generation: int
+    lease_expires_at: float
 
 
 class RepoCloneCompleted(_Event, tag="repo.clone-completed", frozen=True):
@@ -80,16 +197,15 @@ class RepoCloneFailed(_Event, tag="repo.clone-failed", frozen=True):
     error: str
 
 
-class RepoSettingsChanged(_Event, tag="repo.settings-changed", frozen=True):
-    """Carries the complete new settings, so no fold has to merge partial updates."""
-
-    repo: str
-    settings: dict[str, str]
-
-
 class RepoDegraded(_Event, tag="repo.degraded", frozen=True):
+    """The clone is unusable (missing, broken git metadata); the server itself stays up."""
+
     repo: str
     reason: str
+
+
+class RepoRestored(_Event, tag="repo.restored", frozen=True):
+    repo: str
 
 
 class RepoUnregistered(_Event, tag="repo.unregistered", frozen=True):
@@ -99,22 +215,16 @@ class RepoUnregistered(_Event, tag="repo.unregistered", frozen=True):
 # --- jobs ---------------------------------------------------------------------------------
 
 
-class CallbackSpec(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A webhook subscription declared when the job is created."""
-
-    url: str
-    events: list[str]
-
-
 class JobCreated(_Event, tag="job.created", frozen=True):
     job_id: str
     owner: str
     prompt: str
     repo: str
     agent: str
-    options: dict[str, str]
+    options: JobOptions
     callbacks: list[CallbackSpec]
-    idempotency_key_hash: str | None
+    idempotency: Idempotency | None
+    at: float
 
 
 class JobFileStaged(_Event, tag="job.file-staged", frozen=True):
@@ -124,44 +234,30 @@ class JobFileStaged(_Event, tag="job.file-staged", frozen=True):
     sha256: str
 
 
-class JobFileUnstaged(_Event, tag="job.file-unstaged", frozen=True):
-    job_id: str
-    name: str
-
-
 class JobEnqueued(_Event, tag="job.enqueued", frozen=True):
-    """The seq of this event is the job's queue position: no counter is stored anywhere."""
+    """The seq of this event is the job's place in the run queue: no counter is stored."""
 
     job_id: str
+    at: float
 
 
-class WaitStarted(_Event, tag="repo.wait-started", frozen=True):
-    """The job waits for the repository's lock; FIFO order is the seq of this event."""
+class JobWaiting(_Event, tag="job.waiting", frozen=True):
+    """Dispatched while its repository's lock is taken: waits FIFO by the seq of this event."""
 
+    job_id: str
     repo: str
-    job_id: str
-
-
-class WaitEnded(_Event, tag="repo.wait-ended", frozen=True):
-    repo: str
-    job_id: str
-    reason: str
-
-
-class JobBatched(_Event, tag="job.batched", frozen=True):
-    """The job joined an already formed batch to share its git pull and index step."""
-
-    job_id: str
-    batch_id: str
-
-
-class JobPreparing(_Event, tag="job.preparing", frozen=True):
-    job_id: str
 
 
 class JobWorkspaceCreated(_Event, tag="job.workspace-created", frozen=True):
     job_id: str
     path: str
+
+
+class JobLaunching(_Event, tag="job.launching", frozen=True):
+    """Intent, durable before the agent is spawned: recovery looks in ``run_dir`` for it."""
+
+    job_id: str
+    run_dir: str
 
 
 class JobProcessStarted(_Event, tag="job.process-started", frozen=True):
@@ -171,8 +267,8 @@ class JobProcessStarted(_Event, tag="job.process-started", frozen=True):
     pid: int
     process_start_time: float
     boot_id: str
-    output_path: str
-    heartbeat_path: str
+    started_at: float
+    deadline: float
 
 
 class JobReattached(_Event, tag="job.reattached", frozen=True):
@@ -180,56 +276,76 @@ class JobReattached(_Event, tag="job.reattached", frozen=True):
     boot_id: str
 
 
-class JobOutputCheckpoint(_Event, tag="job.output-checkpoint", frozen=True):
-    job_id: str
-    offset: int
-
-
 class JobCompleted(_Event, tag="job.completed", frozen=True):
+    """The agent exited with code 0."""
+
     job_id: str
-    exit_code: int
+    at: float
 
 
 class JobFailed(_Event, tag="job.failed", frozen=True):
+    """The agent exited non-zero (``exit_code``), or the job could not run (``reason``)."""
+
     job_id: str
     reason: str
+    exit_code: int | None
+    at: float
 
 
 class JobTimedOut(_Event, tag="job.timed-out", frozen=True):
     job_id: str
+    at: float
 
 
 class JobCancelRequested(_Event, tag="job.cancel-requested", frozen=True):
+    """The job has a process (or is launching one) that must be stopped first."""
+
     job_id: str
+    at: float
+
+
+class JobDeleteRequested(_Event, tag="job.delete-requested", frozen=True):
+    """Like a cancel request, and the job is deleted once its process is gone."""
+
+    job_id: str
+    at: float
 
 
 class JobCancelled(_Event, tag="job.cancelled", frozen=True):
     job_id: str
+    at: float
 
 
 class JobLost(_Event, tag="job.lost", frozen=True):
     job_id: str
     reason: str
+    at: float
 
 
 class JobDeleted(_Event, tag="job.deleted", frozen=True):
+    """Hidden from the API; its resources are cleaned up; purged from state later."""
+
+    job_id: str
+    at: float
+
+
+class JobPurged(_Event, tag="job.purged", frozen=True):
+    """Retention: a deleted job's spec and prompt leave the state (the log keeps them)."""
+
     job_id: str
 
 
 # --- repository locks ---------------------------------------------------------------------
 
 
-class LockAcquired(_Event, tag="lock.acquired", frozen=True):
-    """The fencing generation lets effects started under an old lease be told apart."""
-
-    repo: str
-    job_id: str
-    generation: int
-
-
 class LockReleased(_Event, tag="lock.released", frozen=True):
+    """A repository lock is taken by the fact that needs it (``batch.formed``,
+    ``repo.clone-started``) and always given back by this explicit event, never implicitly
+    when its holder ends: a lock outliving its holder is a bug the invariants must see."""
+
     repo: str
-    job_id: str
+    holder: str
+    generation: int
     reason: str
 
 
@@ -237,14 +353,28 @@ class LockReleased(_Event, tag="lock.released", frozen=True):
 
 
 class BatchFormed(_Event, tag="batch.formed", frozen=True):
+    """Jobs of one repository sharing one git pull / index step. Forming the batch takes the
+    repository's lock (kind prepare, this fencing generation) and moves its members to
+    preparing, in one fact, so no prefix of the group shows a batch without its lock."""
+
     batch_id: str
     repo: str
     job_ids: list[str]
+    generation: int
+    lease_expires_at: float
 
 
-class BatchPhaseChanged(_Event, tag="batch.phase-changed", frozen=True):
+class BatchPrepared(_Event, tag="batch.prepared", frozen=True):
     batch_id: str
-    phase: BatchPhase
+    commit: str
+
+
+class BatchFailed(_Event, tag="batch.failed", frozen=True):
+    """The preparation failed: every member still preparing fails with ``error``."""
+
+    batch_id: str
+    error: str
+    at: float
 
 
 class BatchEnded(_Event, tag="batch.ended", frozen=True):
@@ -254,11 +384,12 @@ class BatchEnded(_Event, tag="batch.ended", frozen=True):
 # --- callbacks (webhooks) -----------------------------------------------------------------
 
 
-class CallbackScheduled(_Event, tag="callback.scheduled", frozen=True):
+class CallbackDue(_Event, tag="callback.due", frozen=True):
+    """The delivery intent, written with the job's terminal event; ``webhook_id`` is stable."""
+
     callback_id: str
     job_id: str
-    url: str
-    event: str
+    webhook_id: str
     due_at: float
 
 
@@ -267,27 +398,37 @@ class CallbackAttemptStarted(_Event, tag="callback.attempt-started", frozen=True
 
     callback_id: str
     attempt: int
+    at: float
 
 
 class CallbackAttemptSucceeded(_Event, tag="callback.attempt-succeeded", frozen=True):
     callback_id: str
     attempt: int
     status: int
+    at: float
 
 
 class CallbackAttemptFailed(_Event, tag="callback.attempt-failed", frozen=True):
-    """``status`` for an HTTP answer, ``error`` for a network failure; no retry when None."""
+    """``status`` for an HTTP answer, ``error`` for a network failure."""
 
     callback_id: str
     attempt: int
     status: int | None
     error: str | None
     next_retry_at: float | None
+    """None: no retry is scheduled (a ``callback.gave-up`` follows in the same group)."""
 
 
 class CallbackGaveUp(_Event, tag="callback.gave-up", frozen=True):
     callback_id: str
     reason: str
+
+
+class CallbackRetryRequested(_Event, tag="callback.retry-requested", frozen=True):
+    """An operator's manual re-send of a delivery that gave up."""
+
+    callback_id: str
+    at: float
 
 
 # --- cleanup ------------------------------------------------------------------------------
@@ -301,6 +442,13 @@ class CleanupMarked(_Event, tag="cleanup.marked", frozen=True):
     job_id: str | None
 
 
+class CleanupArchived(_Event, tag="cleanup.archived", frozen=True):
+    """Uncommitted changes were saved before the directory goes."""
+
+    path: str
+    archive: str
+
+
 class CleanupCompleted(_Event, tag="cleanup.completed", frozen=True):
     path: str
 
@@ -308,6 +456,7 @@ class CleanupCompleted(_Event, tag="cleanup.completed", frozen=True):
 class CleanupFailed(_Event, tag="cleanup.failed", frozen=True):
     path: str
     error: str
+    next_retry_at: float
 
 
 # --- containers and networks --------------------------------------------------------------
@@ -316,7 +465,8 @@ class CleanupFailed(_Event, tag="cleanup.failed", frozen=True):
 class ContainerCreated(_Event, tag="container.created", frozen=True):
     container_id: str
     name: str
-    job_id: str | None
+    image: str
+    job_id: str
 
 
 class ContainerRemoved(_Event, tag="container.removed", frozen=True):
@@ -326,42 +476,57 @@ class ContainerRemoved(_Event, tag="container.removed", frozen=True):
 class NetworkCreated(_Event, tag="network.created", frozen=True):
     network_id: str
     name: str
-    job_id: str | None
+    job_id: str
 
 
 class NetworkRemoved(_Event, tag="network.removed", frozen=True):
     network_id: str
 
 
+class ResourceRemovalFailed(_Event, tag="resource.removal-failed", frozen=True):
+    """A container or network could not be removed; retried at ``next_retry_at``."""
+
+    kind: ResourceKind
+    resource_id: str
+    error: str
+    next_retry_at: float
+
+
+class OrphanRemoved(_Event, tag="orphan.removed", frozen=True):
+    """Something of ours that the state does not know (created just before a crash)."""
+
+    kind: ResourceKind
+    resource_id: str
+    job_id: str | None
+
+
 # --- staging ------------------------------------------------------------------------------
 
 
 class StagingCreated(_Event, tag="staging.created", frozen=True):
+    """Intent, durable before the first upload of a job is written to ``path``."""
+
     path: str
     job_id: str
+    at: float
 
 
 class StagingRemoved(_Event, tag="staging.removed", frozen=True):
     path: str
-    reason: str
+    reason: StagingRemoval
 
 
 # --- server lifecycle ---------------------------------------------------------------------
 
 
-class RecoveryMetrics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """What one startup recovery found and did; exposed at /api/admin/recovery."""
+class ServerInitialized(_Event, tag="server.initialized", frozen=True):
+    """The first event of every log: a stable server id, labelled on its containers."""
 
-    events_replayed: int
-    snapshot_seq: int | None
-    bytes_cut: int
-    jobs_reattached: int
-    jobs_lost: int
-    locks_released: int
-    callbacks_resumed: int
-    cleanups_resumed: int
-    orphans_removed: int
-    duration_s: float
+    server_id: str
+
+
+class ServerConfigured(_Event, tag="server.configured", frozen=True):
+    settings: ServerSettings
 
 
 class ServerStarted(_Event, tag="server.started", frozen=True):
@@ -370,19 +535,27 @@ class ServerStarted(_Event, tag="server.started", frozen=True):
     boot_id: str
     pid: int
     version: str
+    at: float
 
 
 class ServerStopping(_Event, tag="server.stopping", frozen=True):
-    pass
+    at: float
 
 
 class RecoveryCompleted(_Event, tag="recovery.completed", frozen=True):
-    metrics: RecoveryMetrics
+    report: RecoveryReport
 
 
 class SnapshotTaken(_Event, tag="snapshot.taken", frozen=True):
     seq: int
     file: str
+
+
+class EventRetired(_Event, tag="event.retired", frozen=True):
+    """What an upcaster turns an old event with no meaning today into: a seq that changes
+    nothing, so old logs keep their numbering."""
+
+    original_type: str
 
 
 Event = (
@@ -391,54 +564,60 @@ Event = (
     | TokenIssued
     | TokenRevoked
     | RepoRegistered
+    | RepoSettingsChanged
     | RepoCloneStarted
     | RepoCloneCompleted
     | RepoCloneFailed
-    | RepoSettingsChanged
     | RepoDegraded
+    | RepoRestored
     | RepoUnregistered
     | JobCreated
     | JobFileStaged
-    | JobFileUnstaged
     | JobEnqueued
-    | WaitStarted
-    | WaitEnded
-    | JobBatched
-    | JobPreparing
+    | JobWaiting
     | JobWorkspaceCreated
+    | JobLaunching
     | JobProcessStarted
     | JobReattached
-    | JobOutputCheckpoint
     | JobCompleted
     | JobFailed
     | JobTimedOut
     | JobCancelRequested
+    | JobDeleteRequested
     | JobCancelled
     | JobLost
     | JobDeleted
-    | LockAcquired
+    | JobPurged
     | LockReleased
     | BatchFormed
-    | BatchPhaseChanged
+    | BatchPrepared
+    | BatchFailed
     | BatchEnded
-    | CallbackScheduled
+    | CallbackDue
     | CallbackAttemptStarted
     | CallbackAttemptSucceeded
     | CallbackAttemptFailed
     | CallbackGaveUp
+    | CallbackRetryRequested
     | CleanupMarked
+    | CleanupArchived
     | CleanupCompleted
     | CleanupFailed
     | ContainerCreated
     | ContainerRemoved
     | NetworkCreated
     | NetworkRemoved
+    | ResourceRemovalFailed
+    | OrphanRemoved
     | StagingCreated
     | StagingRemoved
+    | ServerInitialized
+    | ServerConfigured
     | ServerStarted
     | ServerStopping
     | RecoveryCompleted
     | SnapshotTaken
+    | EventRetired
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = get_args(Event)
@@ -448,10 +627,9 @@ TAGS: dict[str, type[Event]] = {
     for cls in EVENT_TYPES
 }
 
-TERMINAL_EVENTS: tuple[type[Event], ...] = (
-    JobCompleted,
-    JobFailed,
-    JobTimedOut,
-    JobCancelled,
-    JobLost,
-)
+
+def tag_of(cls: type[Event]) -> str:
+    """The stable name an event type is written under."""
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag

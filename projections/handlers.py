@@ -1,22 +1,16 @@
-"""The shape every projection's fold step has, shared so ``state.py`` can compose them."""
+"""The shape every fold step has, shared so ``state.py`` can compose the projections."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from projections.envelope import Envelope
 from projections.events import Event
 
-Handler = Callable[[Any, int, Envelope, Any], None]
-"""``handler(projection, seq, envelope, event)``; ``event`` is ``envelope.event``, passed again
-so each handler can declare its concrete event type without a cast or isinstance per call."""
+Handler = Callable[[Any, int, Any, Any], None]
+"""``handler(state, seq, envelope, event)``. Each projection module owns one part of the
+state but may read the others (a lock's holder, a job's status): the composite is one
+in-memory object. ``event`` is ``envelope.event``, passed again so each handler can declare
+its concrete event type without a cast or an isinstance per call."""
 
 Handlers = dict[type[Event], Handler]
-
-
-class HasJobId(Protocol):
-    """Any event about one job; lets one handler serve every event that only needs the id."""
-
-    @property
-    def job_id(self) -> str: ...

@@ -1,56 +1,111 @@
-"""The server's own history: boots, clean stops, crashes, recoveries and snapshots.
+"""A job's lifecycle, defined once: its statuses and the one transition table.
 
-A ``server.started`` while the previous boot never wrote ``server.stopping`` is a crash.
+``decide`` asks the table whether a command may move a job; ``evolve`` asks it where an event
+moves a job (and records an anomaly when the event could not have been decided); the
+invariants read the same sets. Nothing else anywhere says what "terminal" or "active" means.
+
+    created -> queued -> [waiting ->] preparing -> running -> completed | failed | timed_out
+                                          \\-> cancelling / deleting -> cancelled | lost
+
+Every event is a whole fact, so the state after any prefix of a group of events is
+consistent: ``batch.formed`` takes the repository lock and moves its members to preparing in
+one step; ``batch.failed`` fails them in one step.
 """
 
 from __future__ import annotations
 
-import msgspec
+from typing import Final, Literal
 
-from projections.envelope import Envelope
 from projections.events import (
-    RecoveryCompleted,
-    RecoveryMetrics,
-    ServerStarted,
-    ServerStopping,
-    SnapshotTaken,
+    BatchFailed,
+    BatchFormed,
+    Event,
+    JobCancelled,
+    JobCancelRequested,
+    JobCompleted,
+    JobDeleted,
+    JobDeleteRequested,
+    JobEnqueued,
+    JobFailed,
+    JobFileStaged,
+    JobLaunching,
+    JobLost,
+    JobProcessStarted,
+    JobPurged,
+    JobReattached,
+    JobTimedOut,
+    JobWaiting,
+    JobWorkspaceCreated,
+    StagingCreated,
 )
-from projections.handlers import Handlers
 
+JobStatus = Literal[
+    "created",
+    "queued",
+    "waiting",
+    "preparing",
+    "running",
+    "cancelling",
+    "deleting",
+    "completed",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "lost",
+]
 
-class Lifecycle(msgspec.Struct, array_like=True, gc=False, kw_only=True):
-    boot: ServerStarted | None = None
-    boot_seq: int | None = None
-    up: bool = False
-    boots: int = 0
-    crashes: int = 0
-    crash_seqs: list[int] = msgspec.field(default_factory=list)
-    """Seq of each ``server.started`` that followed a crash (``rewind crashes`` lists them)."""
-    last_recovery: RecoveryMetrics | None = None
-    last_snapshot: SnapshotTaken | None = None
+TERMINAL: Final[frozenset[JobStatus]] = frozenset(
+    {"completed", "failed", "timed_out", "cancelled", "lost"}
+)
+ACTIVE: Final[frozenset[JobStatus]] = frozenset(
+    {"waiting", "preparing", "running", "cancelling", "deleting"}
+)
+"""Dispatched and not finished: each holds one of the ``max_concurrent`` slots."""
+STOPPING: Final[frozenset[JobStatus]] = frozenset({"cancelling", "deleting"})
 
-    def _started(self, seq: int, env: Envelope, ev: ServerStarted) -> None:
-        if self.up:
-            self.crashes += 1
-            self.crash_seqs.append(seq)
-        self.boot = ev
-        self.boot_seq = seq
-        self.up = True
-        self.boots += 1
+_TERMINAL_STAY: Final[dict[JobStatus, JobStatus]] = {s: s for s in TERMINAL}
 
-    def _stopping(self, seq: int, env: Envelope, ev: ServerStopping) -> None:
-        self.up = False
-
-    def _recovered(self, seq: int, env: Envelope, ev: RecoveryCompleted) -> None:
-        self.last_recovery = ev.metrics
-
-    def _snapshot(self, seq: int, env: Envelope, ev: SnapshotTaken) -> None:
-        self.last_snapshot = ev
-
-
-HANDLERS: Handlers = {
-    ServerStarted: Lifecycle._started,
-    ServerStopping: Lifecycle._stopping,
-    RecoveryCompleted: Lifecycle._recovered,
-    SnapshotTaken: Lifecycle._snapshot,
+TRANSITIONS: Final[dict[type[Event], dict[JobStatus, JobStatus]]] = {
+    JobFileStaged: {"created": "created"},
+    StagingCreated: {"created": "created"},
+    JobEnqueued: {"created": "queued"},
+    JobWaiting: {"queued": "waiting"},
+    BatchFormed: {"queued": "preparing", "waiting": "preparing"},
+    JobWorkspaceCreated: {"preparing": "preparing"},
+    JobLaunching: {"preparing": "preparing", "cancelling": "cancelling", "deleting": "deleting"},
+    JobProcessStarted: {"preparing": "running", "cancelling": "cancelling", "deleting": "deleting"},
+    JobReattached: {"running": "running", "cancelling": "cancelling", "deleting": "deleting"},
+    JobCompleted: {"running": "completed"},
+    JobFailed: {
+        "queued": "failed",
+        "waiting": "failed",
+        "preparing": "failed",
+        "running": "failed",
+    },
+    BatchFailed: {"preparing": "failed"},
+    JobTimedOut: {"running": "timed_out"},
+    JobCancelRequested: {"preparing": "cancelling", "running": "cancelling"},
+    JobDeleteRequested: {"preparing": "deleting", "running": "deleting", "cancelling": "deleting"},
+    JobCancelled: {
+        "created": "cancelled",
+        "queued": "cancelled",
+        "waiting": "cancelled",
+        "preparing": "cancelled",
+        "cancelling": "cancelled",
+        "deleting": "cancelled",
+    },
+    JobLost: {"preparing": "lost", "running": "lost", "cancelling": "lost", "deleting": "lost"},
+    JobDeleted: _TERMINAL_STAY,
+    JobPurged: _TERMINAL_STAY,
 }
+"""event type -> {status before: status after}. A status missing from an event's row means
+the event cannot happen to a job in that status."""
+
+
+def next_status(status: JobStatus, event: type[Event]) -> JobStatus | None:
+    """Where ``event`` moves a job in ``status``; None when the move is illegal."""
+    return TRANSITIONS[event].get(status)
+
+
+def allowed_from(event: type[Event]) -> frozenset[JobStatus]:
+    return frozenset(TRANSITIONS[event])

@@ -1,76 +1,78 @@
-"""Repository locks: leases held by one job, each with a strictly increasing fencing generation.
+"""Repository locks: leases with a strictly increasing fencing generation per repository.
 
-Releasing is always an explicit ``lock.released`` written by the service, even when the holder
-ended: a fold that released implicitly would hide exactly the bug (a lock outliving its job)
-that the invariants exist to catch. Acquisitions that break the lease rules are applied as
-written and remembered in ``conflicts`` for the checker.
+A lock is held by a batch preparing the repository (kind prepare) or by its clone (kind
+clone); ``batch.formed`` and ``repo.clone-started`` take it, ``lock.released`` gives it back.
+The generation lets an effect started under an old lease be told apart from the current one.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from projections.envelope import Envelope
-from projections.events import LockAcquired, LockReleased
+from projections.events import LockKind, LockReleased
 from projections.handlers import Handlers
 
-MAX_CONFLICTS: Final = 100
-"""Only the first conflicts are kept: one is enough to fail a check, all would grow forever."""
+if TYPE_CHECKING:
+    from projections.state import State
 
 
 class Lock(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    job_id: str
+    holder: str
+    kind: LockKind
     generation: int
     seq: int
+    lease_expires_at: float
 
 
 class Locks(msgspec.Struct, array_like=True, gc=False, kw_only=True):
     held: dict[str, Lock] = msgspec.field(default_factory=dict)
     generations: dict[str, int] = msgspec.field(default_factory=dict)
     """repo -> highest generation ever granted, held or not."""
-    conflicts: list[str] = msgspec.field(default_factory=list)
 
     def holder(self, repo: str) -> Lock | None:
         return self.held.get(repo)
 
-    def held_by(self, job_id: str) -> list[str]:
-        return [repo for repo, lock in self.held.items() if lock.job_id == job_id]
-
-    def _conflict(self, message: str) -> None:
-        if len(self.conflicts) < MAX_CONFLICTS:
-            self.conflicts.append(message)
-
-    def _acquired(self, seq: int, env: Envelope, ev: LockAcquired) -> None:
-        current = self.held.get(ev.repo)
-        if current is not None:
-            self._conflict(
-                f"seq {seq}: lock on {ev.repo!r} acquired by {ev.job_id!r} while held by "
-                f"{current.job_id!r}"
-            )
-        last = self.generations.get(ev.repo, 0)
-        if ev.generation <= last:
-            self._conflict(
-                f"seq {seq}: lock on {ev.repo!r} granted generation {ev.generation}, "
-                f"not above {last}"
-            )
-        else:
-            self.generations[ev.repo] = ev.generation
-        self.held[ev.repo] = Lock(ev.job_id, ev.generation, seq)
-
-    def _released(self, seq: int, env: Envelope, ev: LockReleased) -> None:
-        current = self.held.get(ev.repo)
-        if current is None or current.job_id != ev.job_id:
-            holder = None if current is None else current.job_id
-            self._conflict(
-                f"seq {seq}: lock on {ev.repo!r} released by {ev.job_id!r}, holder is {holder!r}"
-            )
-            return
-        del self.held[ev.repo]
+    def next_generation(self, repo: str) -> int:
+        return self.generations.get(repo, 0) + 1
 
 
-HANDLERS: Handlers = {
-    LockAcquired: Locks._acquired,
-    LockReleased: Locks._released,
-}
+def acquire(
+    state: State,
+    seq: int,
+    *,
+    repo: str,
+    holder: str,
+    kind: LockKind,
+    generation: int,
+    lease_expires_at: float,
+) -> None:
+    """Shared by the events that take a lock as part of their fact."""
+    locks = state.locks
+    current = locks.held.get(repo)
+    if current is not None:
+        state.note(
+            f"seq {seq}: lock on {repo!r} taken by {holder!r} while held by {current.holder!r}"
+        )
+    last = locks.generations.get(repo, 0)
+    if generation <= last:
+        state.note(f"seq {seq}: lock on {repo!r} granted generation {generation}, not above {last}")
+    locks.generations[repo] = max(last, generation)
+    locks.held[repo] = Lock(holder, kind, generation, seq, lease_expires_at)
+
+
+def _released(state: State, seq: int, env: Envelope, ev: LockReleased) -> None:
+    current = state.locks.held.get(ev.repo)
+    if current is None or (current.holder, current.generation) != (ev.holder, ev.generation):
+        held = None if current is None else (current.holder, current.generation)
+        state.note(
+            f"seq {seq}: lock on {ev.repo!r} released by {(ev.holder, ev.generation)}, "
+            f"held by {held}"
+        )
+        return
+    del state.locks.held[ev.repo]
+
+
+HANDLERS: Handlers = {LockReleased: _released}

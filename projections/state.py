@@ -18,29 +18,29 @@ from projections import (
     callbacks,
     cleanup,
     jobs,
-    lifecycle,
     locks,
-    queue,
     repos,
     resources,
+    server,
     staging,
     stats,
     users,
-    waits,
 )
 from projections.envelope import Envelope
 from projections.events import EVENT_TYPES, Event
-from projections.handlers import Handler
+from projections.handlers import Handler, Handlers
+
+MAX_ANOMALIES: Final = 100
+"""Only the first anomalies are kept: one is enough to fail a check, all would grow forever."""
 
 
 class State(msgspec.Struct, array_like=True, gc=False, kw_only=True):
     last_seq: int = 0
     """Seq of the last event folded in; a snapshot of this state covers the log up to here."""
+    server: server.Server = msgspec.field(default_factory=server.Server)
     users: users.Users = msgspec.field(default_factory=users.Users)
     repos: repos.Repos = msgspec.field(default_factory=repos.Repos)
     jobs: jobs.Jobs = msgspec.field(default_factory=jobs.Jobs)
-    queue: queue.Queue = msgspec.field(default_factory=queue.Queue)
-    waits: waits.Waits = msgspec.field(default_factory=waits.Waits)
     locks: locks.Locks = msgspec.field(default_factory=locks.Locks)
     batches: batches.Batches = msgspec.field(default_factory=batches.Batches)
     callbacks: callbacks.Callbacks = msgspec.field(default_factory=callbacks.Callbacks)
@@ -48,29 +48,34 @@ class State(msgspec.Struct, array_like=True, gc=False, kw_only=True):
     resources: resources.Resources = msgspec.field(default_factory=resources.Resources)
     staging: staging.Staging = msgspec.field(default_factory=staging.Staging)
     stats: stats.Stats = msgspec.field(default_factory=stats.Stats)
-    lifecycle: lifecycle.Lifecycle = msgspec.field(default_factory=lifecycle.Lifecycle)
+    anomalies: list[str] = msgspec.field(default_factory=list)
+    """Events the folds applied although ``decide`` could never have produced them."""
+    anomaly_count: int = 0
+
+    def note(self, anomaly: str) -> None:
+        """Record an event that breaks the domain's rules; the fold goes on regardless."""
+        self.anomaly_count += 1
+        if len(self.anomalies) < MAX_ANOMALIES:
+            self.anomalies.append(anomaly)
 
 
-_PROJECTIONS: Final[tuple[tuple[str, dict[type[Event], Handler]], ...]] = (
-    ("users", users.HANDLERS),
-    ("repos", repos.HANDLERS),
-    ("jobs", jobs.HANDLERS),
-    ("queue", queue.HANDLERS),
-    ("waits", waits.HANDLERS),
-    ("locks", locks.HANDLERS),
-    ("batches", batches.HANDLERS),
-    ("callbacks", callbacks.HANDLERS),
-    ("cleanup", cleanup.HANDLERS),
-    ("resources", resources.HANDLERS),
-    ("staging", staging.HANDLERS),
-    ("stats", stats.HANDLERS),
-    ("lifecycle", lifecycle.HANDLERS),
+_PROJECTIONS: Final[tuple[Handlers, ...]] = (
+    server.HANDLERS,
+    users.HANDLERS,
+    repos.HANDLERS,
+    jobs.HANDLERS,
+    locks.HANDLERS,
+    batches.HANDLERS,
+    callbacks.HANDLERS,
+    cleanup.HANDLERS,
+    resources.HANDLERS,
+    staging.HANDLERS,
 )
 
 
-def _build_dispatch() -> dict[type[Event], tuple[tuple[str, Handler], ...]]:
+def _build_dispatch() -> dict[type[Event], tuple[Handler, ...]]:
     return {
-        cls: tuple((name, handlers[cls]) for name, handlers in _PROJECTIONS if cls in handlers)
+        cls: tuple(handlers[cls] for handlers in _PROJECTIONS if cls in handlers)
         for cls in EVENT_TYPES
     }
 
@@ -81,7 +86,7 @@ _DISPATCH: Final = _build_dispatch()
 def evolve(state: State, seq: int, env: Envelope) -> State:
     """Fold the event at ``seq`` into ``state`` (in place) and return it."""
     event = env.event
-    for name, handler in _DISPATCH[type(event)]:
-        handler(getattr(state, name), seq, env, event)
+    for handler in _DISPATCH[type(event)]:
+        handler(state, seq, env, event)
     state.last_seq = seq
     return state

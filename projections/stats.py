@@ -1,97 +1,87 @@
 """Run-time statistics per (repository, agent), derived from the log and so never lost.
 
-Durations run from the envelope time of ``job.process-started`` to that of ``job.completed``.
-Each key keeps a bounded window of the most recent durations, so the state stays small and the
-P90 follows the recent behaviour of an agent on a repository.
+Fed by ``jobs.move`` at the two transitions that matter, with the times ``decide`` wrote into
+the events (never the envelope's display time): queue wait = process start - enqueue, run
+time = end - process start. Each key keeps a bounded window of recent values, so the state
+stays small and the percentiles follow the recent behaviour of an agent on a repository.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from projections.envelope import Envelope
-from projections.events import (
-    JobCancelled,
-    JobCompleted,
-    JobCreated,
-    JobDeleted,
-    JobFailed,
-    JobLost,
-    JobProcessStarted,
-    JobTimedOut,
-)
-from projections.handlers import Handlers, HasJobId
+from projections.lifecycle import JobStatus
 
-WINDOW: Final = 1000
+if TYPE_CHECKING:
+    from projections.jobs import Job
+    from projections.state import State
+
+WINDOW: Final = 500
+
+
+class AgentStats(msgspec.Struct, array_like=True, gc=False, kw_only=True):
+    jobs: int = 0
+    """Jobs of this key that ended."""
+    completed: int = 0
+    run_times: list[float] = msgspec.field(default_factory=list)
+    """The last ``WINDOW`` run times (completed jobs) in seconds, oldest first."""
+    queue_waits: list[float] = msgspec.field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.completed / self.jobs if self.jobs else None
+
+    def run_time(self, percentile: float) -> float | None:
+        return nearest_rank(self.run_times, percentile)
+
+    def queue_wait(self, percentile: float) -> float | None:
+        return nearest_rank(self.queue_waits, percentile)
 
 
 class Stats(msgspec.Struct, array_like=True, gc=False, kw_only=True):
-    durations: dict[str, dict[str, list[float]]] = msgspec.field(default_factory=dict)
-    """repo -> agent -> the last ``WINDOW`` durations in seconds, oldest first."""
+    by_key: dict[str, dict[str, AgentStats]] = msgspec.field(default_factory=dict)
+    """repo -> agent -> statistics."""
     outcomes: dict[str, int] = msgspec.field(default_factory=dict)
     """Count of ended jobs per terminal status."""
-    keys: dict[str, tuple[str, str]] = msgspec.field(default_factory=dict)
-    """Unfinished job -> (repo, agent), so a completion knows where its duration belongs."""
-    started: dict[str, float] = msgspec.field(default_factory=dict)
-    """Running job -> envelope time its process started."""
 
-    def p90(self, repo: str, agent: str) -> float | None:
-        """Nearest-rank 90th percentile duration in seconds, None without data."""
-        window = self.durations.get(repo, {}).get(agent)
-        if not window:
-            return None
-        ordered = sorted(window)
-        return ordered[math.ceil(0.9 * len(ordered)) - 1]
+    def of(self, repo: str, agent: str) -> AgentStats | None:
+        return self.by_key.get(repo, {}).get(agent)
 
-    def _created(self, seq: int, env: Envelope, ev: JobCreated) -> None:
-        self.keys[ev.job_id] = (ev.repo, ev.agent)
-
-    def _process_started(self, seq: int, env: Envelope, ev: JobProcessStarted) -> None:
-        self.started[ev.job_id] = env.ts
-
-    def _completed(self, seq: int, env: Envelope, ev: JobCompleted) -> None:
-        self._count("completed")
-        key = self.keys.pop(ev.job_id, None)
-        start = self.started.pop(ev.job_id, None)
-        if key is None or start is None:
-            return
-        repo, agent = key
-        agents = self.durations.get(repo)
-        if agents is None:
-            agents = self.durations[repo] = {}
-        window = agents.get(agent)
-        if window is None:
-            window = agents[agent] = []
-        window.append(env.ts - start)
-        if len(window) > WINDOW:
-            del window[0]
-
-    def _ended(self, seq: int, env: Envelope, ev: HasJobId) -> None:
-        self._count(_OUTCOMES[type(ev)])
-        self._forget(seq, env, ev)
-
-    def _forget(self, seq: int, env: Envelope, ev: HasJobId) -> None:
-        self.keys.pop(ev.job_id, None)
-        self.started.pop(ev.job_id, None)
-
-    def _count(self, outcome: str) -> None:
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+    def _key(self, job: Job) -> AgentStats:
+        agents = self.by_key.setdefault(job.spec.repo, {})
+        found = agents.get(job.spec.agent)
+        if found is None:
+            found = agents[job.spec.agent] = AgentStats()
+        return found
 
 
-_OUTCOMES: Final[dict[type, str]] = {
-    JobFailed: "failed",
-    JobTimedOut: "timed_out",
-    JobCancelled: "cancelled",
-    JobLost: "lost",
-}
+def nearest_rank(values: list[float], percentile: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(percentile / 100 * len(ordered)) - 1)]
 
-HANDLERS: Handlers = {
-    JobCreated: Stats._created,
-    JobProcessStarted: Stats._process_started,
-    JobCompleted: Stats._completed,
-    JobDeleted: Stats._forget,
-    **dict.fromkeys(_OUTCOMES, Stats._ended),
-}
+
+def _push(window: list[float], value: float) -> None:
+    window.append(value)
+    if len(window) > WINDOW:
+        del window[0]
+
+
+def job_started(state: State, job: Job, at: float) -> None:
+    if job.enqueued_at is not None:
+        _push(state.stats._key(job).queue_waits, max(0.0, at - job.enqueued_at))
+
+
+def job_ended(state: State, job: Job, status: JobStatus) -> None:
+    stats = state.stats
+    stats.outcomes[status] = stats.outcomes.get(status, 0) + 1
+    key = stats._key(job)
+    key.jobs += 1
+    if status == "completed":
+        key.completed += 1
+        if job.started_at is not None and job.ended_at is not None:
+            _push(key.run_times, max(0.0, job.ended_at - job.started_at))
