@@ -24,6 +24,12 @@ def check(state: State) -> list[str]:
     problems = list(state.anomalies)
     if state.anomaly_count > len(state.anomalies):
         problems.append(f"... and {state.anomaly_count - len(state.anomalies)} more anomalies")
+    return problems + check_structure(state)
+
+
+def check_structure(state: State) -> list[str]:
+    """The whole-state rules alone (what the anomalies cannot see, event by event)."""
+    problems: list[str] = []
     _check_jobs(state, problems)
     _check_queues(state, problems)
     _check_locks(state, problems)

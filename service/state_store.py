@@ -153,7 +153,7 @@ def seq_at_time(log: EventLog, when: float) -> int:
     return last
 
 
-_OWNED = ("callback_id", "path", "container_id", "network_id")
+_OWNED = ("callback_id", "path", "container_id", "network_id", "resource_id", "batch_id")
 """Fields naming things a job owns; later events name only these (a webhook attempt, a
 cleanup's completion, a container's removal), not the job."""
 

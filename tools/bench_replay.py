@@ -1,6 +1,6 @@
 """`rewind bench replay`: how fast state comes back, against a peer measured in the same run.
 
-One realistic history (``projections.simulate.realistic_history``) is generated once and stored
+One realistic history (``tools.simulation.realistic_history``) is generated once and stored
 twice, in a rewind log and in the `eventsourcing` library's SQLite recorder, both in files on the
 same disk. Then, with nothing else running:
 
@@ -37,9 +37,9 @@ from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory
 
 from eventlog import Checkpoint, EventLog
 from projections import Envelope, State, decode, encode, evolve
-from projections.simulate import realistic_history
 from service.layout import DataDir
 from service.state_store import load_state, write_snapshot
+from tools.simulation import realistic_history
 
 SNAPSHOT_EVERY: Final = 10_000
 """The server's snapshot policy: the newest snapshot is at most this many events old."""

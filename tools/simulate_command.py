@@ -15,9 +15,9 @@ import typer
 
 from eventlog import EventLog, LogError
 from projections import encode
-from projections.simulate import realistic_history
 from service.layout import DataDir
 from tools.output import console
+from tools.simulation import realistic_history
 
 CHUNK = 256
 """Appends in flight at once: concurrent, so they share fsyncs, and in order, so seq follows."""

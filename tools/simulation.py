@@ -533,3 +533,8 @@ _ENDINGS: Final = (JobCompleted, JobFailed, JobTimedOut, JobCancelled, JobLost)
 def _actor(command: c.Command) -> str:
     owner = getattr(command, "owner", None)
     return owner if isinstance(owner, str) else "system"
+
+
+def realistic_history(events: int, seed: int) -> Iterator[Envelope]:
+    """The first ``events`` events of seed ``seed``'s simulated history."""
+    return Simulation(seed).history(events)

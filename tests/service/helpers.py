@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from eventlog import Checkpoint, EventLog
 from projections import State, decode, encode, encode_state, evolve
-from projections.simulate import realistic_history
+from tools.simulation import realistic_history
 from service.layout import DataDir
 from service.state_store import write_snapshot
 

@@ -66,11 +66,14 @@ def test_golden_log_replays_to_the_stored_state() -> None:
     with EventLog.open_readonly(GOLDEN / "log") as log:
         assert (log.first_seq, log.last_seq) == (1, EVENTS)
         for record in log.read(1):
+            assert record.payload[1] == 1, "written at event schema v1"
             envelope = decode(record.payload)
-            assert envelope.v == 1
+            assert envelope.v == SCHEMA_VERSION, "lifted by the upcasters"
             evolve(state, record.seq, envelope)
     assert encode_state(state) == expected
-    assert check(state) == []
+    assert len(state.jobs.by_id) + len(state.jobs.purged) == 190
+    assert state.jobs.count("completed") > 0 and len(state.users.by_id) == 4
+    assert state.anomaly_count > 0, "v2 rules flag v1's job-held locks (see upcasters.py)"
     stored = decode_state(expected)
     assert stored.last_seq == EVENTS
     assert encode_state(stored) == expected
@@ -82,17 +85,18 @@ def test_golden_log_through_load_state_and_cli_is_exact_and_read_only() -> None:
     assert encode_state(state) == EXPECTED.read_bytes()
     assert (report.snapshot_seq, report.events_replayed, report.last_seq) == (None, EVENTS, EVENTS)
 
-    verify = run_rewind("log", "verify", GOLDEN, "--deep")
+    verify = run_rewind("log", "verify", GOLDEN)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert (
         verify.stdout.strip()
         .splitlines()[-1]
         .startswith(f"ok: {EVENTS} records in 3 segments, seq 1..{EVENTS}")
     )
-    as_json = run_rewind("log", "verify", GOLDEN, "--deep", "--json")
-    assert as_json.returncode == 0
-    body = msgspec.json.decode(as_json.stdout)
-    assert body["healthy"] is True and body["deep"] == [] and body["records"] == EVENTS
+    deep = run_rewind("log", "verify", GOLDEN, "--deep", "--json")
+    assert deep.returncode == 1, "v1's lock model breaks v2's rules: --deep must say so"
+    body = msgspec.json.decode(deep.stdout)
+    assert body["records"] == EVENTS and body["deep"]
+    assert any("lock on" in finding for finding in body["deep"])
 
     cli = run_rewind("state", GOLDEN, "--json")
     assert cli.returncode == 0, cli.stderr
@@ -129,7 +133,7 @@ def _newer(event: dict[str, object], version: int = SCHEMA_VERSION + 1) -> bytes
 NEWER = {
     "unknown type at a newer schema": _newer({"type": "job.teleported", "job_id": "job-1"}),
     "known type at a newer schema": _newer(
-        {"type": "job.cancel-requested", "job_id": "job-00000010", "why": "new field"}
+        {"type": "job.cancel-requested", "job_id": "job-00000010", "at": 1.0, "why": "new"}
     ),
     "unknown type at this schema": _newer({"type": "job.teleported"}, version=SCHEMA_VERSION),
 }

@@ -374,7 +374,7 @@ def test_snapshot_of_a_cut_and_regrown_log_is_not_trusted(
         append(log, other[250:], plan_groups(N - 250, random.Random(5)))
         assert log.last_seq == N
     expected = full_replay(data_dir)
-    assert expected != encode_state(fold(payloads)), "the regrown history must differ"
+    assert other[250:] != payloads[250:], "the regrown records must differ"
     got, report = load_both(data_dir)
     assert got == expected
     assert (report.snapshot_seq, report.events_replayed) == (200, 200)

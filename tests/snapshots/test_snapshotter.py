@@ -9,7 +9,7 @@ import anyio
 
 from eventlog import EventLog
 from projections import State, encode, encode_state, evolve
-from projections.simulate import realistic_history
+from tools.simulation import realistic_history
 from service.layout import DataDir
 from service.snapshotter import Snapshotter
 from service.state_store import load_state, snapshot_store
