@@ -22,6 +22,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
@@ -77,14 +78,17 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` value for one attempt.
 
     The id may not contain '.', as the spec requires: the signed content is '.'-delimited, and a
-    dot in the id would let two different (id, timestamp) pairs sign the same bytes.
+    dot in the id would let two different (id, timestamp) pairs sign the same bytes. It is a
+    header value too, so printable ASCII without spaces: an id that cannot be sent must fail
+    here, not as a network error that would be retried for ever.
     """
     return _signature(secret, msg_id, str(timestamp), body)
 
 
 def _signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
-    if not msg_id or "." in msg_id:
-        raise ValueError(f"a webhook id is non-empty and has no '.': {msg_id!r}")
+    sendable = msg_id.isascii() and msg_id.isprintable() and " " not in msg_id
+    if not msg_id or "." in msg_id or not sendable:
+        raise ValueError(f"a webhook id is printable ASCII without '.' or spaces: {msg_id!r}")
     signed = f"{msg_id}.{timestamp}.".encode() + body
     digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
     return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
@@ -256,6 +260,8 @@ def _retry_after(value: str | None, now: int) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000": the spec's HTTP-date is GMT anyway
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 

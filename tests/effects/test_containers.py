@@ -18,7 +18,6 @@ from service.containers import (
     JOB_LABEL,
     SERVER_LABEL,
     ContainerStartError,
-    DockerError,
     DockerGateway,
     DockerUnavailable,
     ImageNotFoundError,
@@ -295,7 +294,9 @@ def test_api_going_away_is_unavailable(docker_api: DockerAPI, tmp_path: Path) ->
         relay.stop()
         with pytest.raises(DockerUnavailable, match="stopped answering"):
             gw.list_labelled("anyone")
-        with pytest.raises(DockerError):
+        with pytest.raises(DockerUnavailable):
             gw.remove_container(uuid.uuid4().hex)
+        with pytest.raises(DockerUnavailable):
+            gw.inspect_container(uuid.uuid4().hex)
     finally:
         gw.close()

@@ -128,9 +128,10 @@ def test_verify_accepts_any_listed_signature_and_checks_headers() -> None:
         verify(SECRET, {**headers, "webhook-timestamp": "1e9", "webhook-signature": good}, BODY)
 
 
-def test_sign_refuses_ids_with_a_dot() -> None:
-    with pytest.raises(ValueError, match=re.escape("no '.'")):
-        sign(SECRET, "job.1", NOW, BODY)
+@pytest.mark.parametrize("msg_id", ["job.1", "", "a b", "a\nb", "jöb"])
+def test_sign_refuses_ids_that_are_ambiguous_or_unsendable(msg_id: str) -> None:
+    with pytest.raises(ValueError, match=re.escape("without '.' or spaces")):
+        sign(SECRET, msg_id, NOW, BODY)
 
 
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
@@ -257,6 +258,27 @@ def test_503_retry_after_http_date() -> None:
         receiver.answer(Answer(503, {"Retry-After": formatdate(NOW + 90, usegmt=True)}))
         result = attempt(receiver.url, now=NOW)
     assert (result.outcome, result.retry_after) == ("retry", 90.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "delay"),
+    [
+        ("0", 0.0),
+        ("120", 120.0),
+        (formatdate(NOW - 60, usegmt=True), 0.0),
+        ("Tue, 14 Nov 2023 22:13:27 -0000", 7.0),
+        ("Tuesday, 14-Nov-23 22:13:27 GMT", 7.0),
+        ("Tue Nov 14 22:13:27 2023", 7.0),
+        ("-5", None),
+        ("1.5", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_forms(value: str | None, delay: float | None) -> None:
+    """Delay-seconds and HTTP-date (RFC 9110 10.2.3), its obsolete RFC 850 and asctime forms
+    included; anything else is no advice rather than a guess. NOW is 2023-11-14 22:13:20 UTC."""
+    assert webhooks._retry_after(value, NOW) == delay
 
 
 def test_unparsable_retry_after_is_ignored() -> None:
