@@ -14,6 +14,7 @@ from typing import Any
 import docker
 import pytest
 
+from service import containers
 from service.containers import (
     JOB_LABEL,
     SERVER_LABEL,
@@ -205,6 +206,16 @@ def test_unlabelled_and_foreign_are_never_listed_nor_removed(
 def _naive_list(client: Any, server_id: str) -> list[str]:
     """Deliberately broken: filters on the label's presence, not its value (a common slip)."""
     return [c["Id"] for c in client.api.containers(all=True, filters={"label": [SERVER_LABEL]})]
+
+
+def test_labels_are_checked_here_too() -> None:
+    """The listing re-checks what the daemon's label filter returned: a daemon that ignored the
+    filter must not make the sweep remove another server's objects."""
+    assert containers._ours(labels("j", "s1"), "s1") == "j"
+    assert containers._ours(labels("j", "s2"), "s1") is None
+    assert containers._ours({SERVER_LABEL: "s1"}, "s1") is None
+    assert containers._ours({SERVER_LABEL: "s1", JOB_LABEL: ""}, "s1") is None
+    assert containers._ours(None, "s1") is None
 
 
 def test_naive_listing_is_caught(

@@ -8,8 +8,10 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from email.utils import formatdate
+from typing import Any
 
 import anyio
 import httpx
@@ -440,6 +442,28 @@ def test_pinned_delivery_keeps_the_host_name(receiver_allowing_loopback: Receive
     assert got.headers["host"] == f"localhost:{receiver.port}"
     assert got.headers["connection"] == "close"
     independent_verify(SECRET, got.headers, got.body)
+
+
+def test_pinned_delivery_connects_to_the_checked_address(
+    receiver_allowing_loopback: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers the check with one address and could answer the
+    connection with another. The check's answer is simulated for a name the system resolver
+    does not know (.invalid never resolves); the delivery still arrives, so it connected to the
+    checked address instead of resolving again."""
+    receiver = receiver_allowing_loopback
+
+    async def first_answer(host: str, port: int, **kw: object) -> list[Any]:
+        assert host == "rebind.invalid"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(anyio, "getaddrinfo", first_answer)
+    url = f"http://rebind.invalid:{receiver.port}/hook"
+    assert attempt(url, forbid_private=True).outcome == "delivered"
+    [got] = receiver.requests
+    assert got.headers["host"] == f"rebind.invalid:{receiver.port}"
+    unpinned = attempt(url)
+    assert (unpinned.outcome, len(receiver.requests)) == ("retry", 1)
 
 
 @pytest.fixture
