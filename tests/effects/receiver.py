@@ -4,12 +4,15 @@ from a script, so a test says "500, then 200" and then reads exactly what arrive
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Received:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Received] = []
         self.script: deque[Answer] = deque()
         self.release = threading.Event()
@@ -40,8 +43,11 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
         self.server.block_on_close = False
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/hook"
 
     def answer(self, *answers: Answer) -> None:
         with self.lock:
@@ -100,8 +106,8 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def running_receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
+def running_receiver(tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    receiver = Receiver(tls)
     thread = threading.Thread(
         target=receiver.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
     )
@@ -121,3 +127,13 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for `name` (and its key), made by the openssl command line."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    command = "openssl req -x509 -nodes -days 1 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subject = ["-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"]
+    subprocess.run([*command.split(), *files, *subject], check=True, capture_output=True)
+    return cert, key

@@ -9,8 +9,10 @@ import hmac
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -33,7 +35,7 @@ from service.webhooks import (
     validate_url,
     verify,
 )
-from tests.effects.receiver import Answer, Receiver, closed_port, running_receiver
+from tests.effects.receiver import Answer, Receiver, closed_port, running_receiver, self_signed
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 NOW = 1_700_000_000
@@ -444,26 +446,65 @@ def test_pinned_delivery_keeps_the_host_name(receiver_allowing_loopback: Receive
     independent_verify(SECRET, got.headers, got.body)
 
 
-def test_pinned_delivery_connects_to_the_checked_address(
-    receiver_allowing_loopback: Receiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """DNS rebinding: the name answers the check with one address and could answer the
-    connection with another. The check's answer is simulated for a name the system resolver
-    does not know (.invalid never resolves); the delivery still arrives, so it connected to the
-    checked address instead of resolving again."""
-    receiver = receiver_allowing_loopback
+def _resolve_first(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The check's lookup of `name` answers 127.0.0.1; the system resolver does not know the
+    name at all (.test and .invalid never resolve), so only a pinned request can arrive."""
 
     async def first_answer(host: str, port: int, **kw: object) -> list[Any]:
-        assert host == "rebind.invalid"
+        assert host == name
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
     monkeypatch.setattr(anyio, "getaddrinfo", first_answer)
+
+
+def test_pinned_delivery_connects_to_the_checked_address(
+    receiver_allowing_loopback: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name may answer the check with one address and the connection with
+    another. The delivery arrives although the system cannot resolve the name: it connected to
+    the address it checked instead of resolving again."""
+    receiver = receiver_allowing_loopback
+    _resolve_first(monkeypatch, "rebind.invalid")
     url = f"http://rebind.invalid:{receiver.port}/hook"
     assert attempt(url, forbid_private=True).outcome == "delivered"
     [got] = receiver.requests
     assert got.headers["host"] == f"rebind.invalid:{receiver.port}"
     unpinned = attempt(url)
     assert (unpinned.outcome, len(receiver.requests)) == ("retry", 1)
+
+
+def _tls_attempt(url: str, trust: Path) -> AttemptResult:
+    async def go() -> AttemptResult:
+        context = ssl.create_default_context(cafile=str(trust))
+        async with httpx.AsyncClient(verify=context, trust_env=False) as client:
+            return await deliver(
+                client, url, SECRET, "m1", BODY, now=NOW, timeout=FAST, forbid_private=True
+            )
+
+    return anyio.run(go)
+
+
+def test_pinned_https_verifies_the_certificate_against_the_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Connecting to an address must not weaken TLS: the server name sent (SNI) and checked in
+    the certificate is still the URL's host. A certificate for another name is refused."""
+    monkeypatch.setattr(webhooks, "_is_public", lambda a: a == "127.0.0.1")
+    _resolve_first(monkeypatch, "hook.test")
+    right, right_key = self_signed(tmp_path, "hook.test")
+    wrong, wrong_key = self_signed(tmp_path, "other.test")
+    for cert, key in ((right, right_key), (wrong, wrong_key)):
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, key)
+        with running_receiver(tls) as receiver:
+            result = _tls_attempt(f"https://hook.test:{receiver.port}/hook", trust=cert)
+        if cert == right:
+            assert result.outcome == "delivered"
+            [got] = receiver.requests
+            assert got.headers["host"] == f"hook.test:{receiver.port}"
+        else:
+            assert (result.outcome, receiver.requests) == ("retry", [])
+            assert result.error is not None and "certificate" in result.error.lower()
 
 
 @pytest.fixture
