@@ -265,7 +265,7 @@ def _retry_after(value: str | None, now: int) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def classify(response: httpx.Response, now: int) -> AttemptResult:
+def _classify(response: httpx.Response, now: int) -> AttemptResult:
     """2xx delivered; 429 and 5xx retry; everything else gives up, 3xx included: the spec asks
     senders not to follow redirects (the receiver should fix its URL)."""
     status = response.status_code
@@ -308,10 +308,10 @@ async def deliver(
             "webhook-signature": sign(secret, webhook_id, now, body),
         }
         extensions: dict[str, str] = {}
-        if forbid_private:
-            target, pinned, extensions = await _pin_public(target)
-            headers.update(pinned)
         with anyio.fail_after(timeout.total):
+            if forbid_private:
+                target, pinned, extensions = await _pin_public(target)
+                headers.update(pinned)
             request = client.build_request(
                 "POST",
                 target,
@@ -324,8 +324,10 @@ async def deliver(
             await response.aclose()
     except (CallbackURLError, ValueError, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         return AttemptResult(None, f"not sendable: {exc}", "give_up")
-    except (TimeoutError, httpx.TimeoutException):
-        return AttemptResult(None, f"timed out (total {timeout.total}s)", "retry")
+    except TimeoutError:
+        return AttemptResult(None, f"timed out: no answer within {timeout.total}s", "retry")
+    except httpx.TimeoutException as exc:
+        return AttemptResult(None, f"timed out: {type(exc).__name__} {exc}".rstrip(), "retry")
     except httpx.TransportError as exc:
         return AttemptResult(None, f"{type(exc).__name__}: {exc}", "retry")
-    return classify(response, now)
+    return _classify(response, now)
