@@ -7,6 +7,8 @@ import os
 
 from hypothesis import settings
 
+pytest_plugins = ["tests.support.docker_api"]
+
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
