@@ -85,7 +85,7 @@ def _job_created(event: RawEvent, ts: float) -> RawEvent:
         },
         "callbacks": [
             {
-                "callback_id": f"{event['job_id']}.cb{index}",
+                "callback_id": f"{event['job_id']}-cb{index}",
                 "url": callback["url"],
                 "schedule": _DEFAULT_SCHEDULE,
             }

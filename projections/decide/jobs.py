@@ -123,7 +123,7 @@ def _check_sidecars(sidecars: list[Sidecar]) -> None:
 
 def callback_id(job_id: str, index: int) -> str:
     """Stable and derived, so the webhook-id built from it survives any restart."""
-    return f"{job_id}.cb{index}"
+    return f"{job_id}-cb{index}"
 
 
 def staging_path(job_id: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from projections import Envelope, Event, State, evolve
 from projections.envelope import make
-from projections.events import CallbackSpec, JobCreated
+from projections.events import JobCreated, JobOptions
 
 
 def env(event: Event, ts: float = 1000.0, actor: str = "system") -> Envelope:
@@ -23,18 +23,17 @@ def fold(events: Iterable[Event | Envelope], state: State | None = None) -> Stat
 
 
 def created(
-    job_id: str,
-    repo: str = "api",
-    agent: str = "claude-code",
-    callbacks: list[CallbackSpec] | None = None,
+    job_id: str, repo: str = "api", agent: str = "claude-code", at: float = 1.0
 ) -> JobCreated:
+    """A job as the v1 -> v2 upcaster lifts a v1 job without options: timeout 3600 s."""
     return JobCreated(
         job_id=job_id,
         owner="alice",
         prompt="fix the tests",
         repo=repo,
         agent=agent,
-        options={},
-        callbacks=callbacks or [],
-        idempotency_key_hash=None,
+        options=JobOptions(timeout_seconds=3600.0),
+        callbacks=[],
+        idempotency=None,
+        at=at,
     )
