@@ -53,13 +53,15 @@ async def wait_for_exit(
         await anyio.sleep(poll_interval)
 
 
-async def terminate(identity: ProcessIdentity, grace_seconds: float) -> None:
+async def terminate(
+    identity: ProcessIdentity, grace_seconds: float, *, wrapper_exit_wait: float = WRAPPER_EXIT_WAIT
+) -> None:
     """Stop the agent and everything in its process group; returns once the wrapper is gone.
 
     SIGTERM to the whole group (the wrapper ignores it and stays to record the exit). If the
     wrapper is still there after `grace_seconds`, every other member gets SIGKILL, the wrapper
-    gets a few seconds to write the exit file (signal 9) and leave, and is SIGKILLed itself if it
-    does not (then no exit file is written). A no-op for an identity that is not alive: a
+    gets `wrapper_exit_wait` seconds to write the exit file (signal 9) and leave, and is
+    SIGKILLed itself if it does not (a hung wrapper: then no exit file is written). A no-op for an identity that is not alive: a
     recycled pid is never signalled.
     """
     if not _signal_group(identity, signal.SIGTERM):
@@ -70,7 +72,7 @@ async def terminate(identity: ProcessIdentity, grace_seconds: float) -> None:
         identity.pid, signal.SIGKILL, spare=identity.pid
     ):
         await anyio.sleep(_TERMINATE_POLL)
-    if await _wait_gone(identity, WRAPPER_EXIT_WAIT):
+    if await _wait_gone(identity, wrapper_exit_wait):
         return
     kill_group_now(identity)
 
