@@ -61,8 +61,8 @@ async def terminate(
     SIGTERM to the whole group (the wrapper ignores it and stays to record the exit). If the
     wrapper is still there after `grace_seconds`, every other member gets SIGKILL, the wrapper
     gets `wrapper_exit_wait` seconds to write the exit file (signal 9) and leave, and is
-    SIGKILLed itself if it does not (a hung wrapper: then no exit file is written). A no-op for an identity that is not alive: a
-    recycled pid is never signalled.
+    SIGKILLed itself if it does not (a hung wrapper: then no exit file is written).
+    A no-op for an identity that is not alive: a recycled pid is never signalled.
     """
     if not _signal_group(identity, signal.SIGTERM):
         return

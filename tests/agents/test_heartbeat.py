@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from service.agents.identity import RunDir
 from service.agents.watch import heartbeat_age
 from tests.agents.conftest import HEARTBEAT, Agents, eventually, read_pid, running
 
 
-def _mtime(agent_run_dir: os.PathLike[str]) -> int:
-    return RunDir.at(agent_run_dir).heartbeat.stat().st_mtime_ns
+def _mtime(run_dir: Path) -> int:
+    return RunDir.at(run_dir).heartbeat.stat().st_mtime_ns
 
 
 def test_heartbeat_moves_while_running_and_is_one_file(agents: Agents) -> None:
@@ -41,5 +42,5 @@ def test_heartbeat_goes_stale_when_the_wrapper_is_sigkilled(agents: Agents) -> N
     assert agent.wait() is None  # no exit file: lost
 
 
-def test_no_heartbeat_before_any_wrapper(tmp_path: os.PathLike[str]) -> None:
+def test_no_heartbeat_before_any_wrapper(tmp_path: Path) -> None:
     assert heartbeat_age(tmp_path, time.time()) is None
