@@ -38,13 +38,15 @@ class ProcessIdentity(msgspec.Struct, frozen=True):
 
 
 class ExitStatus(msgspec.Struct, frozen=True):
-    """How the agent ended. Exactly one of `code` (it exited) and `signal` (a signal killed it)."""
+    """How the agent ended: `code` if it exited, `signal` if a signal killed it; both None only
+    when no agent ever ran or the wrapper itself failed (then `error` says why)."""
 
     code: int | None
     signal: int | None
     error: str | None = None
     """Set when the wrapper, not the agent, decided: could not execute it (code 126/127),
-    stopped it for too much output, or was told to stop before it started."""
+    stopped it for too much output (signal set), was told to stop before it started (signal
+    set), the launcher gave up before it started, or the wrapper failed."""
 
 
 class RunDir(NamedTuple):

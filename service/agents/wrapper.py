@@ -14,7 +14,7 @@ for B's report; B is the supervisor proper:
 3. Writes RUN_DIR/identity (pid, start ticks, boot id) with `write_checked`, then creates
    RUN_DIR/heartbeat, then tells A "ok". Only then does it start the agent: whoever finds the
    agent running can also find its identity. If A is gone by then (the launcher gave up), B
-   starts nothing: an agent no one tracks must not exist.
+   starts nothing and records that in the exit file: an agent no one tracks must not exist.
 4. Starts ARGV (cwd and environment inherited from the launcher) with stdin /dev/null and
    stdout+stderr appended straight to RUN_DIR/output (no pipe, no buffering in between: output
    survives the wrapper). The agent stays in B's process group, so one killpg reaches the
@@ -138,6 +138,7 @@ def _supervise(options: Options, report_w: int) -> int:
         return 1
     if not _report(report_w, "ok"):
         _log("the launcher gave up waiting; not starting the agent")
+        _record_exit(run, ExitStatus(code=None, signal=None, error="launch abandoned: not started"))
         return 1
     supervisor = _Supervisor(run, options, stop)
     try:

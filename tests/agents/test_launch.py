@@ -130,3 +130,19 @@ def test_no_child_and_no_zombie_is_left_in_the_launching_process(agents: Agents)
         and stat.ppid == me
     ]
     assert children_or_zombies == []
+
+
+def test_a_launch_that_times_out_leaves_nothing_running(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with pytest.raises(LaunchError, match="did not start within"):
+        launch(
+            fake_agent_argv("--sleep", "60"),
+            cwd=tmp_path,
+            env=dict(os.environ),
+            run_dir=run_dir,
+            startup_timeout=0.001,
+        )
+    identity = read_identity(run_dir)
+    if identity is not None:  # the supervisor got as far as its identity: it must be gone
+        eventually(lambda: not running(identity.pid))
+    assert not (run_dir / "output").exists()  # the agent never started

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 
@@ -97,3 +98,16 @@ def test_a_process_that_merely_reuses_the_pid_is_never_signalled(stop: Terminate
     finally:
         stranger.kill()
         stranger.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_to_the_wrapper_alone_stops_nothing(agents: Agents, sig: signal.Signals) -> None:
+    """The wrapper must outlive its agent to record how it ended; stopping is terminate()'s
+    job, which signals the whole group."""
+    agent = agents.start("--pidfile", "agent.pid", "--sleep", "60")
+    agent_pid = read_pid(agent.path("agent.pid"))
+    os.kill(agent.identity.pid, sig)
+    time.sleep(0.3)
+    assert is_alive(agent.identity) and running(agent_pid)
+    anyio.run(terminate, agent.identity, 1.0)
+    assert agent.wait() == ExitStatus(code=None, signal=signal.SIGTERM)
