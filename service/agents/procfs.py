@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -27,6 +28,10 @@ from typing import NamedTuple
 PROC = Path("/proc")
 BOOT_ID_PATH = PROC / "sys/kernel/random/boot_id"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+KILL_TIMEOUT = 5.0
+"""How long to keep SIGKILLing a group: a process in uninterruptible sleep (D state, a hung
+network filesystem) dies only when its I/O returns, and nothing may wait on it forever."""
 
 _GONE_STATES = frozenset({"Z", "X", "x"})
 """Zombie or dead: the process ran its last instruction and only waits to be reaped."""
@@ -126,3 +131,17 @@ def kill_group_members(pgid: int, sig: int, *, spare: int | None = None) -> int:
         if pid != spare and signal_if(pid, sig, lambda stat: stat.pgrp == pgid):
             sent += 1
     return sent
+
+
+def kill_group(pgid: int, *, spare: int | None = None, timeout: float = KILL_TIMEOUT) -> list[int]:
+    """SIGKILL every member of group `pgid` but `spare` until none runs; give up after
+    `timeout` seconds and return the survivors (stuck in uninterruptible sleep).
+
+    Blocking: rescans /proc every 10 ms, which also catches children forked meanwhile.
+    """
+    deadline = time.monotonic() + timeout
+    while kill_group_members(pgid, signal.SIGKILL, spare=spare):
+        if time.monotonic() >= deadline:
+            return [pid for pid in group_members(pgid) if pid != spare]
+        time.sleep(0.01)
+    return []

@@ -68,11 +68,14 @@ async def terminate(
         return
     if await _wait_gone(identity, grace_seconds):
         return
-    while is_alive(identity) and procfs.kill_group_members(
-        identity.pid, signal.SIGKILL, spare=identity.pid
+    deadline = time.monotonic() + wrapper_exit_wait
+    while (
+        is_alive(identity)
+        and procfs.kill_group_members(identity.pid, signal.SIGKILL, spare=identity.pid)
+        and time.monotonic() < deadline
     ):
         await anyio.sleep(_TERMINATE_POLL)
-    if await _wait_gone(identity, wrapper_exit_wait):
+    if await _wait_gone(identity, max(0.0, deadline - time.monotonic())):
         return
     kill_group_now(identity)
 
@@ -80,11 +83,9 @@ async def terminate(
 def kill_group_now(identity: ProcessIdentity) -> None:
     """SIGKILL the whole group at once, wrapper included (so no exit file): for a wrapper that
     is hung or for a launch that failed half way. A no-op for an identity that is not alive.
-    Blocking: a few /proc scans, until nothing of the group runs."""
-    if not _signal_group(identity, signal.SIGKILL):
-        return
-    while procfs.kill_group_members(identity.pid, signal.SIGKILL):
-        time.sleep(0.01)
+    Blocking: /proc scans until nothing of the group runs, at most procfs.KILL_TIMEOUT."""
+    if _signal_group(identity, signal.SIGKILL):
+        procfs.kill_group(identity.pid)
 
 
 def read_output(run_dir: Path | str, offset: int, limit: int) -> bytes:

@@ -319,8 +319,9 @@ class _Supervisor:
             if time.monotonic() >= next_beat:
                 _touch(self.run_dir)
                 next_beat = time.monotonic() + self.options.heartbeat_interval
-        while procfs.kill_group_members(self.pgid, signal.SIGKILL, spare=me):
-            time.sleep(_SWEEP_POLL)
+        survivors = procfs.kill_group(self.pgid, spare=me)
+        if survivors:
+            _log(f"processes {survivors} do not die (uninterruptible sleep?); leaving them")
 
 
 if __name__ == "__main__":
