@@ -77,7 +77,7 @@ async def terminate(
         await anyio.sleep(_TERMINATE_POLL)
     if await _wait_gone(identity, max(0.0, deadline - time.monotonic())):
         return
-    kill_group_now(identity)
+    await anyio.to_thread.run_sync(kill_group_now, identity)
 
 
 def kill_group_now(identity: ProcessIdentity) -> None:
