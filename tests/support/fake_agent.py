@@ -81,7 +81,9 @@ def _echo(args: argparse.Namespace, argv: list[str]) -> None:
     if args.echo_argv:
         _say(sys.stdout, json.dumps({"argv": argv}))
     if args.echo_env:
-        _say(sys.stdout, json.dumps({"env": {name: os.environ.get(name) for name in args.echo_env}}))
+        _say(
+            sys.stdout, json.dumps({"env": {name: os.environ.get(name) for name in args.echo_env}})
+        )
     if args.echo_cwd:
         _say(sys.stdout, json.dumps({"cwd": os.getcwd()}))
 
