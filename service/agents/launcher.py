@@ -1,0 +1,103 @@
+"""Starting an agent under a wrapper that outlives the server (see `service.agents.wrapper`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from eventlog import fsutil
+from service.agents.identity import ProcessIdentity, RunDir, read_identity
+from service.agents.watch import kill_group_now
+from service.agents.wrapper import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEFTOVER_GRACE
+
+DEFAULT_STARTUP_TIMEOUT = 10.0
+
+
+class LaunchError(Exception):
+    """The agent could not be started; the message says why (with the wrapper's stderr)."""
+
+
+def launch(
+    argv: Sequence[str],
+    *,
+    cwd: Path | str,
+    env: Mapping[str, str],
+    run_dir: Path | str,
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+    leftover_grace: float = DEFAULT_LEFTOVER_GRACE,
+    max_output_bytes: int | None = None,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+) -> ProcessIdentity:
+    """Start `argv` detached under a wrapper; return the wrapper's identity once it is on disk.
+
+    `argv` runs exactly as given (no shell), in `cwd`, with exactly `env` as its environment,
+    stdin /dev/null, stdout+stderr appended to RUN_DIR/output. `run_dir` is created if needed
+    and must not have been used by an earlier launch: one run directory, one agent. If the
+    server crashes after this returns but before it recorded the identity, `read_identity`
+    finds it again there.
+
+    An agent that cannot be executed (missing binary) is not a launch error: the wrapper is up,
+    and records exit code 127 (126 if not executable) with the reason. LaunchError means no
+    agent runs: bad arguments, unusable cwd or run directory, or a wrapper that did not report
+    within `startup_timeout` seconds (it is then killed).
+
+    Blocking: waits for the wrapper's start (about a Python start-up, ~0.1 s, plus an fsync);
+    from async code call it through `anyio.to_thread.run_sync`. Leaves no child process behind:
+    the process it spawns exits as soon as the detached supervisor has reported.
+    """
+    if not argv:
+        raise LaunchError("empty agent command")
+    if heartbeat_interval <= 0:
+        raise LaunchError(f"heartbeat interval must be positive, got {heartbeat_interval}")
+    run = RunDir.at(Path(run_dir).absolute())
+    try:
+        fsutil.make_dirs(run.path)
+    except OSError as exc:
+        raise LaunchError(f"cannot create run directory {run.path}: {exc}") from exc
+    if run.identity.exists() or run.exit.exists():
+        raise LaunchError(f"run directory {run.path} was already used by an earlier launch")
+    command = [
+        sys.executable,
+        "-I",  # the workspace is cwd: no module of the repository under test may shadow ours
+        "-m",
+        "service.agents.wrapper",
+        "--heartbeat-interval",
+        repr(heartbeat_interval),
+        "--leftover-grace",
+        repr(leftover_grace),
+        *(["--max-output", str(max_output_bytes)] if max_output_bytes is not None else []),
+        str(run.path),
+        "--",
+        *argv,
+    ]
+    try:
+        wrapper = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise LaunchError(f"cannot start the agent wrapper in {cwd}: {exc}") from exc
+    try:
+        _, stderr = wrapper.communicate(timeout=startup_timeout)
+    except subprocess.TimeoutExpired:
+        wrapper.kill()
+        wrapper.communicate()
+        identity = read_identity(run.path)
+        if identity is not None:
+            kill_group_now(identity)
+        raise LaunchError(
+            f"the agent wrapper did not start within {startup_timeout} s (run dir {run.path})"
+        ) from None
+    if wrapper.returncode != 0:
+        detail = stderr.decode("utf-8", "replace").strip() or "no message"
+        raise LaunchError(f"the agent wrapper failed (exit {wrapper.returncode}): {detail}")
+    identity = read_identity(run.path)
+    if identity is None:
+        raise LaunchError(f"the agent wrapper reported success but left no identity in {run.path}")
+    return identity
