@@ -54,7 +54,7 @@ def _pending(state: State, path: str, seq: int, what: str) -> Cleanup | None:
 
 def _marked(state: State, seq: int, env: Envelope, ev: CleanupMarked) -> None:
     job = jobs.touch(state, ev.job_id, seq)
-    if job is not None:
+    if job is not None and ev.path != job.run_dir:
         job.cleanup_marked = True
     if ev.path in state.cleanup.pending:
         state.note(f"seq {seq}: cleanup of {ev.path!r} marked twice")

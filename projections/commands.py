@@ -181,6 +181,12 @@ class Dispatch(_Command, frozen=True):
     """Fill free concurrency slots from the head of the run queue."""
 
 
+class ReleaseStaleLock(_Command, frozen=True):
+    """Recovery found a lock whose holder is no longer preparing or cloning."""
+
+    repo: str
+
+
 class FinishPreparation(_Command, frozen=True):
     """A batch's git pull / index step ended: ``commit`` on success, ``error`` otherwise."""
 
@@ -333,6 +339,7 @@ Command = (
     | CancelJob
     | DeleteJob
     | Dispatch
+    | ReleaseStaleLock
     | FinishPreparation
     | RecordWorkspace
     | BeginLaunch

@@ -105,6 +105,8 @@ class ServerSettings(_Value, frozen=True):
         default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 3600.0]
     )
     staging_max_age_seconds: float = 86400.0
+    workspace_root: str = "workspaces"
+    """Where job workspaces are made: relative to the data directory, or absolute."""
     retention_seconds: float = 7 * 86400.0
     """How long a deleted job's spec and prompt stay in state (its history stays in the log)."""
     agents: dict[str, AgentSpec] = {}

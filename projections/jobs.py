@@ -74,7 +74,7 @@ class Job(msgspec.Struct, array_like=True, gc=False, kw_only=True):
     reattached: int = 0
     deleted_at: float | None = None
     cleanup_marked: bool = False
-    """Its workspace was marked for cleanup (at most once)."""
+    """Its workspace was marked for cleanup (at most once; its run directory apart)."""
     seqs: list[int] = msgspec.field(default_factory=list)
     """Every seq that concerns this job (its callbacks, cleanups, containers included), so
     its history is answered from the state without scanning the log."""

@@ -332,7 +332,7 @@ class Simulation:
                 image=sidecar.image,
             )
         if job.run_dir is None and job.status == "preparing":
-            return c.BeginLaunch(job_id=job_id, run_dir=f"workspaces/{job_id}/.rewind")
+            return c.BeginLaunch(job_id=job_id, run_dir=f"runs/{job_id}")
         if job.run_dir is not None and job.process is None:
             if self.rng.random() < 0.02:
                 return c.FailJob(job_id=job_id, reason="agent binary not found")

@@ -45,6 +45,7 @@ DECIDERS: Final[dict[type[c.Command], Decider]] = {
     c.PurgeJob: jobs.purge,
     c.Dispatch: scheduling.dispatch,
     c.FinishPreparation: scheduling.finish_preparation,
+    c.ReleaseStaleLock: scheduling.release_stale_lock,
     c.RecordWorkspace: running.record_workspace,
     c.BeginLaunch: running.begin_launch,
     c.RecordProcessStarted: running.record_process_started,

@@ -82,12 +82,20 @@ def follow_ups(state: State, found: Job, now: float, *, delete: bool = False) ->
             )
     if deleting or found.spec.options.auto_cleanup:
         events.extend(mark_workspace(state, found, "deleted" if deleting else "auto-cleanup"))
+    if deleting:
+        events.extend(mark_run_dir(state, found))
     return events
 
 
-def workspace_path(job_id: str) -> str:
-    """Where a job's workspace lives, relative to the data directory."""
-    return f"workspaces/{job_id}"
+def workspace_path(state: State, job_id: str) -> str:
+    """Where a job's workspace is made (relative to the data directory, or absolute)."""
+    return f"{state.server.settings.workspace_root.rstrip('/')}/{job_id}"
+
+
+def run_path(job_id: str) -> str:
+    """Where a job's agent run directory (identity, output, exit code) lives, relative to the
+    data directory: outside the workspace, so the agent cannot delete or forge it."""
+    return f"runs/{job_id}"
 
 
 def mark_workspace(state: State, found: Job, reason: str) -> list[Event]:
@@ -95,10 +103,17 @@ def mark_workspace(state: State, found: Job, reason: str) -> list[Event]:
     half-made workspace whose creation was never recorded, so any prepared job counts."""
     if found.batch_id is None:
         return []
-    path = found.workspace or workspace_path(found.job_id)
+    path = found.workspace or workspace_path(state, found.job_id)
     if found.cleanup_marked or path in state.cleanup.pending:
         return []
     return [CleanupMarked(path=path, reason=reason, job_id=found.job_id)]
+
+
+def mark_run_dir(state: State, found: Job) -> list[Event]:
+    """A deleted job's agent output goes too (kept until then, auto-cleanup or not)."""
+    if found.run_dir is None or found.run_dir in state.cleanup.pending:
+        return []
+    return [CleanupMarked(path=found.run_dir, reason="deleted", job_id=found.job_id)]
 
 
 def end_batch_if_done(

@@ -188,7 +188,8 @@ def delete(state: State, command: DeleteJob, now: float) -> list[Event]:
         return []
     if found.terminal:
         deleted: list[Event] = [JobDeleted(job_id=command.job_id, at=now)]
-        return deleted + common.mark_workspace(state, found, "deleted")
+        marks = common.mark_workspace(state, found, "deleted") + common.mark_run_dir(state, found)
+        return deleted + marks
     if _launched(found):
         return [JobDeleteRequested(job_id=command.job_id, at=now)]
     return _cancel_now(state, found, now, delete=True)

@@ -10,7 +10,7 @@ git pull. So the lock is never handed past a waiter, and no repository is prepar
 
 from __future__ import annotations
 
-from projections.commands import Dispatch, FinishPreparation
+from projections.commands import Dispatch, FinishPreparation, ReleaseStaleLock
 from projections.decide import common
 from projections.errors import conflict, invalid, not_found
 from projections.events import BatchFailed, BatchPrepared, Event, JobFailed, JobWaiting
@@ -79,3 +79,18 @@ def finish_preparation(state: State, command: FinishPreparation, now: float) -> 
         events.extend(common.follow_ups(state, found, now))
     events.extend(common.release_lock(state, batch.repo, "preparation failed", now))
     return events + common.end_batch_if_done(state, batch, failing, prepared=True)
+
+
+def release_stale_lock(state: State, command: ReleaseStaleLock, now: float) -> list[Event]:
+    """A lock no live preparation or clone holds (an old or damaged history can leave one)
+    is released, and handed to the waiters as any release is."""
+    lock = state.locks.holder(command.repo)
+    if lock is None:
+        raise not_found("lock_not_held", f"repository {command.repo!r} is not locked")
+    batch = state.batches.active.get(lock.holder)
+    repo = state.repos.get(command.repo)
+    if (lock.kind == "prepare" and batch is not None and batch.phase == "preparing") or (
+        lock.kind == "clone" and repo is not None and repo.clone == "cloning"
+    ):
+        raise conflict("lock_in_use", f"the lock on {command.repo!r} is held by {lock.holder!r}")
+    return common.release_lock(state, command.repo, "stale-after-restart", now)
