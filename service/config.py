@@ -1,0 +1,117 @@
+"""The server's configuration: an optional TOML file over embedded defaults.
+
+Two kinds of setting live here. Those the domain's rules depend on (concurrency, timeouts,
+agents, retention...) become ``ServerSettings`` and are recorded in the log at startup
+(``server.configured``), so time travel judges each past seq by the settings then in force.
+The rest only shape this process (snapshot interval, upload limit, webhook timeouts, process
+supervision) and are not history.
+
+Example (every key optional)::
+
+    max_concurrent = 5
+    default_timeout_seconds = 3600
+    max_timeout_seconds = 86400
+    workspace_root = "workspaces"          # relative to the data directory, or absolute
+    snapshot_every = 10000
+    callback_forbid_private = true         # production: no webhooks to private addresses
+
+    [agents.my-agent]
+    command = ["my-agent", "--model", "{model}", "--", "{prompt}"]
+    env = { MY_AGENT_QUIET = "1" }
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from projections.events import AgentSpec, ServerSettings
+from service.agents.templates import TemplateError, parse_agents
+
+
+class ConfigError(ValueError):
+    """The config file is unusable; the message names the file and the field."""
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    max_concurrent: int = 5
+    default_timeout_seconds: float = 3600.0
+    max_timeout_seconds: float = 86400.0
+    prepare_timeout_seconds: float = 900.0
+    heartbeat_stale_seconds: float = 120.0
+    callback_schedule: list[float] = msgspec.field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 3600.0]
+    )
+    staging_max_age_seconds: float = 86400.0
+    retention_seconds: float = 7 * 86400.0
+    workspace_root: str = "workspaces"
+    snapshot_every: int = 10_000
+    upload_max_bytes: int = 100 * 2**20
+    callback_forbid_private: bool = False
+    callback_connect_timeout: float = 5.0
+    callback_total_timeout: float = 30.0
+    heartbeat_interval: float = 2.0
+    kill_grace_seconds: float = 10.0
+    reconcile_interval: float = 1.0
+    """Longest pause of a reconciler between looks at the state (they also wake on change)."""
+    agents: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+
+    def settings(self) -> ServerSettings:
+        """The part the domain's rules depend on, as recorded in ``server.configured``."""
+        templates = parse_agents(self.agents)
+        return ServerSettings(
+            max_concurrent=self.max_concurrent,
+            default_timeout_seconds=self.default_timeout_seconds,
+            max_timeout_seconds=self.max_timeout_seconds,
+            prepare_timeout_seconds=self.prepare_timeout_seconds,
+            heartbeat_stale_seconds=self.heartbeat_stale_seconds,
+            callback_schedule=self.callback_schedule,
+            staging_max_age_seconds=self.staging_max_age_seconds,
+            workspace_root=self.workspace_root,
+            retention_seconds=self.retention_seconds,
+            agents={
+                name: AgentSpec(command=t.command, env=t.env, resume_command=t.resume_command or [])
+                for name, t in sorted(templates.items())
+            },
+        )
+
+
+def load_config(path: Path | None, **overrides: Any) -> Config:
+    """The config from ``path`` (the embedded defaults when None), with ``overrides`` on top."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config {path} is not valid TOML: {err}") from None
+    raw.update(overrides)
+    where = str(path) if path else "config"
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as err:
+        raise ConfigError(f"{where}: {_explain(str(err))}") from None
+    try:
+        config.settings()
+    except TemplateError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    if config.max_concurrent < 1 or config.snapshot_every < 1:
+        raise ConfigError(f"{where}: max_concurrent and snapshot_every must be at least 1")
+    if not 0 < config.default_timeout_seconds <= config.max_timeout_seconds:
+        raise ConfigError(f"{where}: need 0 < default_timeout_seconds <= max_timeout_seconds")
+    return config
+
+
+def _explain(message: str) -> str:
+    located = re.fullmatch(r"(.*) - at `\$\.?(.*)`", message)
+    if located:
+        return f"{located.group(2)}: {located.group(1)}"
+    unknown = re.fullmatch(r"Object contains unknown field `(.*)`", message)
+    if unknown:
+        return f"unknown setting {unknown.group(1)!r}"
+    return message

@@ -1,0 +1,112 @@
+"""The single writer: command -> decide -> one durable group in the log -> answer.
+
+Decide and evolve run back to back with no await between them, so on the one event loop the
+commands are totally ordered and each is decided on the state its predecessors made. The
+events are folded into the in-memory state at once and their group is submitted to the log in
+the same order; the caller is answered only when that group is durable. Many commands can be
+waiting on the disk at once, so they share fsyncs (group commit) instead of queueing behind it.
+
+The state can therefore briefly run ahead of the disk. Nothing that leaves the process may
+depend on that part: a reader's answer and an effect's start first ``await settled()``, which
+returns once everything applied so far is durable. A command that acts on what it read is
+itself durable only after everything before it in the log.
+
+A failed append means the log can no longer be trusted (see ``LogFailedError``): the state may
+hold events that will never be durable, so the engine refuses every later command until a
+restart replays what the disk really holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import anyio
+
+from eventlog import EventLog, LogError
+from projections import Command, Envelope, Event, State, decide, decode, encode, evolve, make
+from service.metrics import Metrics
+
+
+class EngineFailedError(RuntimeError):
+    """The log failed under the engine; nothing more is acknowledged until a restart."""
+
+
+class Engine:
+    def __init__(
+        self, log: EventLog, state: State, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.log = log
+        self.state = state
+        self.clock = clock
+        self.metrics = Metrics()
+        self.failure: BaseException | None = None
+        self._last_append: asyncio.Future[list[int]] | None = None
+        self._changed = anyio.Event()
+        self._next_seq = state.last_seq + 1
+
+    async def execute(
+        self, command: Command, *, actor: str = "system", request: str | None = None
+    ) -> list[Event]:
+        """Decide ``command`` now and return its events once they are durable.
+
+        Raises ``DomainError`` (nothing happened), ``EngineFailedError`` (the log failed:
+        the outcome of this and every pending command is unknown).
+        """
+        if self.failure is not None:
+            raise EngineFailedError(f"the log failed: {self.failure}")
+        now = self.clock()
+        events = decide(self.state, command, now)
+        if not events:
+            return events
+        envelopes = [make(event, ts=now, actor=actor, request=request) for event in events]
+        first = self._next_seq
+        for offset, envelope in enumerate(envelopes):
+            evolve(self.state, first + offset, envelope)
+        self._next_seq = first + len(envelopes)
+        append = asyncio.ensure_future(self.log.append_many([encode(e) for e in envelopes]))
+        self._last_append = append
+        self._changed.set()
+        self._changed = anyio.Event()
+        started = time.perf_counter()
+        try:
+            seqs = await asyncio.shield(append)
+        except LogError as err:
+            self.failure = err
+            raise EngineFailedError(f"the log failed: {err}") from err
+        if seqs[0] != first:
+            self.failure = RuntimeError(f"log gave seq {seqs[0]} where {first} was applied")
+            raise EngineFailedError(str(self.failure))
+        self.metrics.observe_commit(time.perf_counter() - started, len(events))
+        return events
+
+    async def settled(self) -> None:
+        """Return once every event applied so far is durable (or raise if it never will be)."""
+        if self.failure is not None:
+            raise EngineFailedError(f"the log failed: {self.failure}")
+        pending = self._last_append
+        if pending is not None and not pending.done():
+            try:
+                await asyncio.shield(pending)
+            except LogError as err:
+                raise EngineFailedError(f"the log failed: {err}") from err
+
+    async def wait_change(self, timeout: float) -> None:
+        """Sleep until the state changes or ``timeout`` passes, whichever comes first."""
+        with anyio.move_on_after(timeout):
+            await self._changed.wait()
+
+    def history(self, seqs: list[int]) -> list[tuple[int, Envelope]]:
+        """The events at these seqs, read back from the log (durable ones only)."""
+        wanted = set(seqs)
+        found: list[tuple[int, Envelope]] = []
+        if not seqs:
+            return found
+        last = max(seqs)
+        for record in self.log.read(min(seqs)):
+            if record.seq > last:
+                break
+            if record.seq in wanted:
+                found.append((record.seq, decode(record.payload)))
+        return found
