@@ -9,7 +9,8 @@ import typer
 
 from eventlog import LogError
 from projections import ProjectionError
-from tools import bench_commands, log_commands, simulate_command, state_commands
+from service.config import ConfigError
+from tools import bench_commands, log_commands, serve_command, simulate_command, state_commands
 from tools.output import fail
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(bench_commands.app, name="bench")
 app.command("state")(state_commands.state)
 app.command("snapshot")(state_commands.snapshot)
 app.command("simulate")(simulate_command.simulate)
+app.command("serve")(serve_command.serve)
 
 
 def main() -> None:
@@ -34,6 +36,6 @@ def main() -> None:
     """
     try:
         app()
-    except (LogError, ProjectionError, OSError, msgspec.MsgspecError) as err:
+    except (LogError, ProjectionError, ConfigError, OSError, msgspec.MsgspecError) as err:
         fail(str(err))
         sys.exit(2)

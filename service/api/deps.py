@@ -1,0 +1,76 @@
+"""What every handler needs: the runtime, the calling user, and the settled state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Request
+
+from projections.users import User
+from service.api.problems import ApiError
+from service.auth import token_hash
+from service.engine import EngineFailedError
+from service.runtime import Runtime
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        raise ApiError(503, "starting", "the server is starting", {"Retry-After": "1"})
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+async def settled(rt: Runtime) -> None:
+    """Answer only from durable state; a failed log makes every answer a 503."""
+    try:
+        await rt.engine.settled()
+    except EngineFailedError as err:
+        raise ApiError(503, "log_failed", str(err)) from None
+
+
+def writable(rt: Runtime, method: str) -> None:
+    """Writes wait for recovery to finish, and stop for good when the log has failed."""
+    if method in READ_METHODS:
+        return
+    if rt.engine.failure is not None:
+        raise ApiError(
+            503, "log_failed", f"the log failed ({rt.engine.failure}); restart the server"
+        )
+    if rt.state.server.recovering:
+        raise ApiError(
+            503, "recovering", "the server is recovering; retry shortly", {"Retry-After": "1"}
+        )
+
+
+def caller(rt: Runtime, request: Request[Any, Any, Any]) -> User:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401, "unauthenticated", "send 'Authorization: Bearer <token>'",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    user = rt.state.users.authenticate(token_hash(token.strip()), time.time())
+    if user is None:
+        raise ApiError(
+            401, "invalid_token", "the token is unknown or expired", {"WWW-Authenticate": "Bearer"}
+        )
+    return user
+
+
+def require_admin(user: User) -> None:
+    if user.role != "admin":
+        raise ApiError(403, "forbidden", "this needs an admin token")
+
+
+async def context(request: Request[Any, Any, Any]) -> tuple[Runtime, User]:
+    """The runtime and the authenticated caller, with the state settled (and writes refused
+    while recovering or after a log failure)."""
+    rt = runtime_of(request)
+    writable(rt, request.method)
+    await settled(rt)
+    return rt, caller(rt, request)

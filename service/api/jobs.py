@@ -1,0 +1,342 @@
+"""/jobs: create, upload files, start, watch, cancel, delete, browse results, history."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Request, Response, delete, get, post
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream
+
+from projections import commands as c
+from projections.decide.jobs import callback_id, staging_path
+from projections.events import Idempotency, Sidecar
+from projections.users import User
+from service.agents.watch import read_output
+from service.api.deps import context
+from service.api.models import (
+    CallbackCreated,
+    EntryOut,
+    EventOut,
+    FileOut,
+    JobCreatedOut,
+    JobOut,
+    JobPage,
+    NewJob,
+    StartedOut,
+)
+from service.api.problems import ApiError
+from service.api.views import job_out, visible_job
+from service.paths import UnsafePathError, list_dir, open_inside, resolve_inside
+from service.runtime import Runtime
+from service.staging_files import BadFilenameError, StagedFileTooLargeError, stage_file
+from service.webhooks import CallbackURLError, new_secret, secret_key, validate_url
+
+OUTPUT_CHUNK = 1 << 20
+
+
+@post("/jobs", status_code=201)
+async def create_job(request: Request[Any, Any, Any], data: NewJob) -> JobCreatedOut:
+    rt, user = await context(request)
+    key = request.headers.get("idempotency-key")
+    idempotency = None
+    if key is not None:
+        body = msgspec.json.encode(data)
+        idempotency = Idempotency(
+            key_hash=hashlib.sha256(f"{user.user_id}\0{key}".encode()).hexdigest(),
+            body_hash=hashlib.sha256(body).hexdigest(),
+        )
+        known = rt.state.jobs.idempotency.get(idempotency.key_hash)
+        if known is not None and known[1] == idempotency.body_hash:
+            return _created(rt, known[0])
+    if data.options.sidecars and rt.docker is None:
+        raise ApiError(503, "docker_unavailable", f"sidecars need a Docker API: {rt.docker_error}")
+    job_id = "job-" + secrets.token_hex(8)
+    callback_secrets = await _store_secrets(rt, job_id, data)
+    command = c.CreateJob(
+        job_id=job_id,
+        owner=user.user_id,
+        prompt=data.prompt,
+        repo=data.repository,
+        agent=data.agent,
+        model=data.model,
+        timeout_seconds=data.options.timeout_seconds,
+        git_pull=data.options.git_pull,
+        auto_cleanup=data.options.auto_cleanup,
+        env=data.options.env,
+        sidecars=[
+            Sidecar(name=s.name, image=s.image, command=s.command, env=s.env)
+            for s in data.options.sidecars
+        ],
+        callbacks=[c.CallbackRequest(url=cb.url) for cb in data.callbacks],
+        idempotency=idempotency,
+    )
+    try:
+        await rt.engine.execute(command, actor=user.user_id, request=request.headers.get("x-request-id"))
+    except BaseException:
+        for cid in callback_secrets:
+            rt.secrets.remove(cid)
+        raise
+    if idempotency is not None and job_id not in rt.state.jobs.by_id:
+        for cid in callback_secrets:
+            rt.secrets.remove(cid)
+        return _created(rt, rt.state.jobs.idempotency[idempotency.key_hash][0])
+    return _created(rt, job_id)
+
+
+async def _store_secrets(rt: Runtime, job_id: str, data: NewJob) -> list[str]:
+    """Each callback's secret (given, or generated), stored before the job can exist."""
+    stored = []
+    for index, callback in enumerate(data.callbacks):
+        try:
+            await anyio.to_thread.run_sync(
+                lambda url=callback.url: validate_url(
+                    url, forbid_private=rt.config.callback_forbid_private
+                )
+            )
+            secret = callback.secret or new_secret()
+            secret_key(secret)
+        except (CallbackURLError, ValueError) as err:
+            for cid in stored:
+                rt.secrets.remove(cid)
+            raise ApiError(422, "invalid_callback", f"callbacks[{index}]: {err}") from None
+        cid = callback_id(job_id, index)
+        await anyio.to_thread.run_sync(rt.secrets.put, cid, secret)
+        stored.append(cid)
+    return stored
+
+
+def _created(rt: Runtime, job_id: str) -> JobCreatedOut:
+    job = rt.state.jobs.by_id[job_id]
+    return JobCreatedOut(
+        id=job_id,
+        status=job.status,
+        callbacks=[
+            CallbackCreated(index=index, url=spec.url, secret=rt.secrets.get(spec.callback_id) or "")
+            for index, spec in enumerate(job.spec.callbacks)
+        ],
+    )
+
+
+@post("/jobs/{job_id:str}/files", status_code=201)
+async def upload_files(request: Request[Any, Any, Any], job_id: str) -> list[FileOut]:
+    rt, user = await context(request)
+    visible_job(rt.state, user, job_id)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(415, "not_multipart", "upload files as multipart/form-data parts named 'file'")
+    form = await request.form()
+    parts = form.getall("file") if "file" in form else []
+    uploads = [part for part in parts if hasattr(part, "filename")]
+    if not uploads:
+        raise ApiError(422, "no_files", "no multipart part named 'file' holds a file")
+    path = staging_path(job_id)
+    await rt.engine.execute(c.StartStaging(job_id=job_id, path=path), actor=user.user_id)
+    stored: list[FileOut] = []
+    for upload in uploads:
+        content = await upload.read()
+        try:
+            staged = await anyio.to_thread.run_sync(
+                lambda u=upload, d=content: stage_file(
+                    rt.data_dir.staging, job_id, u.filename, d, rt.config.upload_max_bytes
+                )
+            )
+        except BadFilenameError as err:
+            raise ApiError(422, "bad_filename", str(err)) from None
+        except StagedFileTooLargeError as err:
+            raise ApiError(413, "too_large", str(err)) from None
+        await rt.engine.execute(
+            c.StageFile(job_id=job_id, name=staged.name, size=staged.size, sha256=staged.sha256),
+            actor=user.user_id,
+        )
+        stored.append(FileOut(name=staged.name, size=staged.size, sha256=staged.sha256))
+    return stored
+
+
+@post("/jobs/{job_id:str}/start", status_code=200)
+async def start_job(request: Request[Any, Any, Any], job_id: str) -> StartedOut:
+    rt, user = await context(request)
+    visible_job(rt.state, user, job_id)
+    await rt.engine.execute(c.StartJob(job_id=job_id), actor=user.user_id)
+    job = rt.state.jobs.by_id[job_id]
+    return StartedOut(
+        id=job_id, status=job.status, queue_position=rt.state.jobs.queue_position(job_id)
+    )
+
+
+@post("/jobs/{job_id:str}/cancel", status_code=200)
+async def cancel_job(request: Request[Any, Any, Any], job_id: str) -> JobOut:
+    rt, user = await context(request)
+    visible_job(rt.state, user, job_id)
+    await rt.engine.execute(c.CancelJob(job_id=job_id), actor=user.user_id)
+    return job_out(rt.state, rt.state.jobs.by_id[job_id])
+
+
+@delete("/jobs/{job_id:str}", status_code=202)
+async def delete_job(request: Request[Any, Any, Any], job_id: str) -> dict[str, str]:
+    """Deleting an unfinished job cancels it first; it disappears once its agent is gone."""
+    rt, user = await context(request)
+    visible_job(rt.state, user, job_id)
+    await rt.engine.execute(c.DeleteJob(job_id=job_id), actor=user.user_id)
+    job = rt.state.jobs.get(job_id)
+    return {"id": job_id, "status": "deleted" if job is None or job.deleted else job.status}
+
+
+@get("/jobs")
+async def list_jobs(
+    request: Request[Any, Any, Any],
+    status: str | None = None,
+    repository: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    """Newest first; ``cursor`` is the ``nextCursor`` of the previous page."""
+    rt, user = await context(request)
+    if not 1 <= limit <= 500:
+        raise ApiError(422, "invalid_limit", "limit must be between 1 and 500")
+    try:
+        before = int(cursor) if cursor else None
+    except ValueError:
+        raise ApiError(422, "invalid_cursor", f"cursor {cursor!r} is not a cursor") from None
+    found = []
+    for job in reversed(rt.state.jobs.by_id.values()):
+        if before is not None and job.created_seq >= before:
+            continue
+        if job.deleted or (user.role != "admin" and job.spec.owner != user.user_id):
+            continue
+        if (status and job.status != status) or (repository and job.spec.repo != repository):
+            continue
+        found.append(job)
+        if len(found) > limit:
+            break
+    page = found[:limit]
+    more = len(found) > limit
+    return JobPage(
+        jobs=[job_out(rt.state, job) for job in page],
+        next_cursor=str(page[-1].created_seq) if more else None,
+    )
+
+
+@get("/jobs/{job_id:str}")
+async def get_job(request: Request[Any, Any, Any], job_id: str) -> JobOut:
+    rt, user = await context(request)
+    return job_out(rt.state, visible_job(rt.state, user, job_id))
+
+
+@get("/jobs/{job_id:str}/output", media_type="application/octet-stream")
+async def job_output(
+    request: Request[Any, Any, Any], job_id: str, offset: int = 0, follow: bool = False
+) -> Response[bytes] | ServerSentEvent:
+    """Bytes of the agent's output from ``offset``; ``follow=1`` streams server-sent events
+    (``output`` with ``{offset, text}``, then ``end`` with the job's status)."""
+    rt, user = await context(request)
+    job = visible_job(rt.state, user, job_id)
+    if offset < 0:
+        raise ApiError(422, "invalid_offset", "offset cannot be negative")
+    if follow:
+        return ServerSentEvent(_follow(rt, user, job_id, offset))
+    data = b""
+    if job.run_dir is not None:
+        data = await anyio.to_thread.run_sync(read_output, rt.path(job.run_dir), offset, OUTPUT_CHUNK)
+    return Response(data, media_type="application/octet-stream", headers={"X-Next-Offset": str(offset + len(data))})
+
+
+async def _follow(
+    rt: Runtime, user: User, job_id: str, offset: int
+) -> AsyncIterator[ServerSentEventMessage]:
+    while True:
+        job = visible_job(rt.state, user, job_id)
+        ended = job.terminal
+        if job.run_dir is not None:
+            while data := await anyio.to_thread.run_sync(
+                read_output, rt.path(job.run_dir), offset, OUTPUT_CHUNK
+            ):
+                offset += len(data)
+                text = data.decode(errors="replace")
+                yield ServerSentEventMessage(
+                    event="output", data=msgspec.json.encode({"offset": offset, "text": text}).decode()
+                )
+        if ended:
+            yield ServerSentEventMessage(
+                event="end",
+                data=msgspec.json.encode({"status": job.status, "exitCode": job.exit_code}).decode(),
+            )
+            return
+        await rt.engine.wait_change(0.5)
+
+
+@get(["/jobs/{job_id:str}/files", "/jobs/{job_id:str}/files/{path:path}"])
+async def job_files(
+    request: Request[Any, Any, Any], job_id: str, path: str = ""
+) -> list[EntryOut] | Stream:
+    """Browse the job's workspace (a directory lists, a file downloads); confined to it."""
+    rt, user = await context(request)
+    job = visible_job(rt.state, user, job_id)
+    if job.workspace is None:
+        raise ApiError(404, "no_workspace", f"job {job_id!r} has no workspace (yet, or any more)")
+    root = rt.path(job.workspace)
+    relative = path.lstrip("/")
+    try:
+        target = resolve_inside(root, relative)
+        if target.is_dir():
+            entries = await anyio.to_thread.run_sync(list_dir, root, relative)
+            return [EntryOut(name=e.name, type=e.type, size=e.size) for e in entries]
+        handle = await anyio.to_thread.run_sync(open_inside, root, relative)
+    except UnsafePathError as err:
+        raise ApiError(422, "unsafe_path", str(err)) from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise ApiError(404, "file_not_found", f"no file {relative!r} in the workspace") from None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        with handle:
+            while chunk := await anyio.to_thread.run_sync(handle.read, OUTPUT_CHUNK):
+                yield chunk
+
+    return Stream(chunks(), media_type="application/octet-stream")
+
+
+@get("/jobs/{job_id:str}/events")
+async def job_events(request: Request[Any, Any, Any], job_id: str) -> list[EventOut]:
+    """The job's audit history, read from the log at the seqs the state lists for it."""
+    rt, user = await context(request)
+    job = visible_job(rt.state, user, job_id)
+    found = await anyio.to_thread.run_sync(rt.engine.history, list(job.seqs))
+    out = []
+    for seq, envelope in found:
+        fields: dict[str, Any] = msgspec.to_builtins(envelope.event)
+        kind = fields.pop("type")
+        out.append(EventOut(seq=seq, ts=envelope.ts, actor=envelope.actor, type=kind, event=fields))
+    return out
+
+
+@get("/jobs/{job_id:str}/callbacks")
+async def job_callbacks(request: Request[Any, Any, Any], job_id: str) -> list[Any]:
+    rt, user = await context(request)
+    return job_out(rt.state, visible_job(rt.state, user, job_id)).callbacks
+
+
+@post("/jobs/{job_id:str}/callbacks/{index:int}/retry", status_code=202)
+async def retry_callback(request: Request[Any, Any, Any], job_id: str, index: int) -> JobOut:
+    rt, user = await context(request)
+    visible_job(rt.state, user, job_id)
+    await rt.engine.execute(c.RetryCallback(job_id=job_id, index=index), actor=user.user_id)
+    return job_out(rt.state, rt.state.jobs.by_id[job_id])
+
+
+ROUTES = [
+    create_job,
+    upload_files,
+    start_job,
+    cancel_job,
+    delete_job,
+    list_jobs,
+    get_job,
+    job_output,
+    job_files,
+    job_events,
+    job_callbacks,
+    retry_callback,
+]

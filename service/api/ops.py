@@ -1,0 +1,128 @@
+"""/health, /metrics, /stats and /api/admin/recovery: for operators and their monitoring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+
+from projections.lifecycle import TERMINAL
+from service.api.deps import context, runtime_of
+from service.api.problems import ApiError
+from service.metrics import Gauges
+from service.runtime import Runtime
+
+STATUSES = (
+    "created", "queued", "waiting", "preparing", "running", "cancelling", "deleting",
+    *sorted(TERMINAL),
+)
+
+
+def _counts(rt: Runtime) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for job in rt.state.jobs.by_id.values():
+        if not job.deleted:
+            counts[job.status] += 1
+    return counts
+
+
+@get("/health")
+async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """No token needed. ``status``: recovering, ready or degraded (the log failed, or a
+    repository is damaged, or no Docker API answers); 503 when writes are refused."""
+    rt = runtime_of(request)
+    state = rt.state
+    problems = []
+    if rt.engine.failure is not None:
+        problems.append(f"log failed: {rt.engine.failure}")
+    problems.extend(
+        f"repository {r.name} degraded: {r.degraded}"
+        for r in state.repos.by_name.values()
+        if r.degraded
+    )
+    if rt.docker is None:
+        problems.append(f"no Docker API: {rt.docker_error}")
+    if state.server.recovering:
+        status = "recovering"
+    elif problems:
+        status = "degraded"
+    else:
+        status = "ready"
+    writable = rt.engine.failure is None and not state.server.recovering
+    body = {
+        "status": status,
+        "problems": problems,
+        "log": {"writable": rt.engine.failure is None, "lastSeq": state.last_seq},
+        "jobs": _counts(rt),
+        "serverId": state.server.server_id,
+        "boot": rt.boot_id,
+    }
+    return Response(body, status_code=200 if writable else 503)
+
+
+@get("/metrics", media_type="text/plain; version=0.0.4")
+async def metrics(request: Request[Any, Any, Any]) -> str:
+    rt = runtime_of(request)
+    state = rt.state
+    gauges: Gauges = {
+        "rewind_jobs": (
+            "Jobs by status.",
+            {(("status", s),): float(n) for s, n in _counts(rt).items()},
+        ),
+        "rewind_queue_depth": ("Jobs in the run queue.", {(): float(len(state.jobs.queue))}),
+        "rewind_lock_waiters": (
+            "Jobs waiting for a repository lock.",
+            {(("repository", repo),): float(len(w)) for repo, w in state.jobs.waits.items()},
+        ),
+        "rewind_last_seq": ("Seq of the newest event.", {(): float(state.last_seq)}),
+        "rewind_callbacks_pending": (
+            "Webhook deliveries due or in flight.",
+            {(): float(len(state.callbacks.pending))},
+        ),
+        "rewind_cleanups_pending": (
+            "Cleanups not finished.",
+            {(): float(len(state.cleanup.pending))},
+        ),
+    }
+    return rt.engine.metrics.render(gauges)
+
+
+@get("/stats")
+async def stats(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+    """Per repository and agent: jobs, success rate, run time and queue wait percentiles."""
+    rt, _ = await context(request)
+    rows = []
+    for repo, agents in rt.state.stats.by_key.items():
+        for agent, numbers in agents.items():
+            rows.append(
+                {
+                    "repository": repo,
+                    "agent": agent,
+                    "jobs": numbers.jobs,
+                    "successRate": numbers.success_rate,
+                    "runTimeP50": numbers.run_time(50),
+                    "runTimeP90": numbers.run_time(90),
+                    "queueWaitP50": numbers.queue_wait(50),
+                    "queueWaitP90": numbers.queue_wait(90),
+                }
+            )
+    return rows
+
+
+@get("/api/admin/recovery")
+async def recovery(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    rt, user = await context(request)
+    if user.role != "admin":
+        raise ApiError(403, "forbidden", "this needs an admin token")
+    reports = [
+        {"seq": seq, **msgspec.to_builtins(report)} for seq, report in rt.state.server.recoveries
+    ]
+    return {
+        "latest": reports[-1] if reports else None,
+        "reports": reports,
+        "crashes": rt.state.server.crash_seqs,
+    }
+
+
+ROUTES = [health, metrics, stats, recovery]

@@ -1,0 +1,85 @@
+"""/repositories: register (clone in the background), list, show, settings, unregister."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, delete, get, post, put
+
+from projections import commands as c
+from projections.events import RepoSettings
+from service import git
+from service.api.deps import context, require_admin
+from service.api.models import NewRepo, RepoOut, RepoSettingsIn
+from service.api.problems import ApiError
+from service.api.views import repo_out
+
+
+
+
+def _settings(data: RepoSettingsIn) -> RepoSettings:
+    return RepoSettings(
+        index_command=data.index_command, default_agent=data.default_agent, env=data.env
+    )
+
+
+@post("/repositories", status_code=202)
+async def register_repo(request: Request[Any, Any, Any], data: NewRepo) -> RepoOut:
+    """Accepted: the clone runs in the background (cloneStatus cloning -> ready | failed)."""
+    rt, user = await context(request)
+    require_admin(user)
+    try:
+        url = git.validate_url(data.git_url)
+        git.validate_branch(data.branch)
+    except (git.GitError, ValueError) as err:
+        raise ApiError(422, "invalid_git_url", str(err)) from None
+    await rt.engine.execute(
+        c.RegisterRepo(
+            repo=data.name,
+            git_url=url,
+            branch=data.branch,
+            description=data.description,
+            settings=_settings(data.settings),
+        ),
+        actor=user.user_id,
+    )
+    return repo_out(rt.state, rt.state.repos.by_name[data.name])
+
+
+@get("/repositories")
+async def list_repos(request: Request[Any, Any, Any]) -> list[RepoOut]:
+    rt, _ = await context(request)
+    return [repo_out(rt.state, repo) for repo in rt.state.repos.by_name.values()]
+
+
+@get("/repositories/{name:str}")
+async def get_repo(request: Request[Any, Any, Any], name: str) -> RepoOut:
+    rt, _ = await context(request)
+    repo = rt.state.repos.get(name)
+    if repo is None:
+        raise ApiError(404, "repo_not_found", f"no repository {name!r}")
+    return repo_out(rt.state, repo)
+
+
+@put("/repositories/{name:str}/settings")
+async def change_settings(
+    request: Request[Any, Any, Any], name: str, data: RepoSettingsIn
+) -> RepoOut:
+    rt, user = await context(request)
+    require_admin(user)
+    await rt.engine.execute(
+        c.ChangeRepoSettings(repo=name, settings=_settings(data)), actor=user.user_id
+    )
+    return repo_out(rt.state, rt.state.repos.by_name[name])
+
+
+@delete("/repositories/{name:str}", status_code=204)
+async def unregister_repo(request: Request[Any, Any, Any], name: str) -> Response[None]:
+    """409 while unfinished jobs use it; its clone is then removed in the background."""
+    rt, user = await context(request)
+    require_admin(user)
+    await rt.engine.execute(c.UnregisterRepo(repo=name), actor=user.user_id)
+    return Response(None, status_code=204)
+
+
+ROUTES = [register_repo, list_repos, get_repo, change_settings, unregister_repo]

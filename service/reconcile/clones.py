@@ -1,0 +1,28 @@
+"""Cloning registered repositories (under their clone lock) into ``repos/<name>``."""
+
+from __future__ import annotations
+
+from projections.commands import FinishClone
+from service import git
+from service.reconcile.loop import record
+from service.runtime import Runtime
+
+
+async def start_clones(rt: Runtime) -> None:
+    for repo in rt.state.repos.by_name.values():
+        if repo.clone == "cloning":
+            name = repo.name
+            rt.tasks.start("clone", name, lambda: clone(rt, name))
+
+
+async def clone(rt: Runtime, name: str) -> None:
+    """Idempotent: a clone interrupted by a crash is cleaned up and made again."""
+    repo = rt.state.repos.get(name)
+    if repo is None or repo.clone != "cloning":
+        return
+    try:
+        commit = await git.clone(repo.spec.git_url, rt.data_dir.repos / name, repo.spec.branch)
+    except (git.GitError, OSError, ValueError) as err:
+        await record(rt, FinishClone(repo=name, error=str(err)))
+        return
+    await record(rt, FinishClone(repo=name, commit=commit))

@@ -1,0 +1,171 @@
+"""From a prepared batch to a running agent: the job's workspace (a copy-on-write clone of
+the prepared repository, plus its staged files), its sidecar containers, then the launch.
+
+Each step is idempotent and recorded before the next starts. The launch itself is an intent
+(``job.launching``, durable first) and an outcome (``job.process-started`` with the process
+identity); a crash between them is resolved by the watcher from the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import anyio
+
+from projections.commands import (
+    BeginLaunch,
+    FailJob,
+    RecordContainer,
+    RecordNetwork,
+    RecordProcessStarted,
+    RecordWorkspace,
+    RemoveStaging,
+)
+from projections.decide.common import run_path, workspace_path
+from projections.jobs import Job
+from projections.lifecycle import STOPPING
+from service.agents.launcher import LaunchError, launch
+from service.agents.templates import AgentTemplate, TemplateError, render
+from service.agents.watch import kill_group_now
+from service.containers import ContainerStartError, DockerError, labels
+from service.reconcile.loop import record
+from service.runtime import Runtime
+from service.staging_files import consume
+from service.workspaces import create_workspace, render_prompt
+
+_SESSIONS = uuid.UUID("6f1c2a8e-2d7b-4f35-9d41-7e0a3c5b9f10")
+_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SHELL")
+
+
+async def start_launches(rt: Runtime) -> None:
+    state = rt.state
+    for batch in state.batches.active.values():
+        if batch.phase == "preparing":
+            continue
+        for job_id in batch.job_ids:
+            job = state.jobs.by_id.get(job_id)
+            if job is not None and job.status == "preparing" and job.run_dir is None:
+                rt.tasks.start("launch", job_id, lambda job_id=job_id: prepare_and_launch(rt, job_id))
+
+
+async def prepare_and_launch(rt: Runtime, job_id: str) -> None:
+    job = rt.state.jobs.get(job_id)
+    if job is None or job.status != "preparing":
+        return
+    recorded = job.workspace or workspace_path(rt.state, job_id)
+    workspace = workspace_of(rt, job)
+    clone = rt.data_dir.repos / job.spec.repo
+    await create_workspace(clone, workspace)
+    staged = rt.state.staging.of_job(job_id)
+    if staged is not None:
+        await anyio.to_thread.run_sync(consume, rt.path(staged), workspace / "files")
+        await record(rt, RemoveStaging(path=staged, reason="consumed"))
+    if job.workspace is None and await record(rt, RecordWorkspace(job_id=job_id, path=recorded)) is None:
+        return
+    if job.spec.options.sidecars:
+        problem = await start_sidecars(rt, job)
+        if problem is not None:
+            await record(rt, FailJob(job_id=job_id, reason=problem))
+            return
+    if await record(rt, BeginLaunch(job_id=job_id, run_dir=run_path(job_id))) is None:
+        return
+    await spawn(rt, job_id)
+
+
+async def spawn(rt: Runtime, job_id: str) -> None:
+    """Start the agent of a job whose launch intent is durable, and record its identity."""
+    job = rt.state.jobs.get(job_id)
+    if job is None or job.run_dir is None or job.process is not None:
+        return
+    if job.status in STOPPING:
+        await record(rt, FailJob(job_id=job_id, reason="cancelled before its agent started"))
+        return
+    try:
+        argv, env = command_line(rt, job)
+        identity = await anyio.to_thread.run_sync(
+            lambda: launch(
+                argv,
+                cwd=workspace_of(rt, job),
+                env=env,
+                run_dir=rt.path(job.run_dir or run_path(job_id)),
+                heartbeat_interval=rt.config.heartbeat_interval,
+            )
+        )
+    except (LaunchError, TemplateError, OSError) as err:
+        await record(rt, FailJob(job_id=job_id, reason=f"the agent could not start: {err}"))
+        return
+    rt.launched.add(job_id)
+    started = await record(
+        rt,
+        RecordProcessStarted(
+            job_id=job_id,
+            pid=identity.pid,
+            process_start_time=identity.start_time,
+            boot_id=identity.boot_id,
+        ),
+    )
+    if started is None:
+        kill_group_now(identity)
+
+
+def command_line(rt: Runtime, job: Job) -> tuple[list[str], dict[str, str]]:
+    """The agent's argv (from its template, never through a shell) and exact environment."""
+    spec = rt.state.server.settings.agents[job.spec.agent]
+    template = AgentTemplate(
+        command=spec.command, env=spec.env, resume_command=spec.resume_command or None
+    )
+    files = {name: f"files/{name}" for name in job.files}
+    workspace = workspace_of(rt, job)
+    argv = render(
+        template,
+        prompt=render_prompt(job.spec.prompt, files),
+        model=job.spec.options.model,
+        workspace=workspace,
+        session=str(uuid.uuid5(_SESSIONS, job.job_id)),
+    )
+    env = {name: os.environ[name] for name in _BASE_ENV if name in os.environ}
+    env.update(spec.env)
+    env.update(job.spec.options.env)
+    env["REWIND_JOB_ID"] = job.job_id
+    return argv, env
+
+
+async def start_sidecars(rt: Runtime, job: Job) -> str | None:
+    """Create (idempotently), record and start the job's network and containers; the reason
+    it cannot, if so. A container created just before a crash is found again by name."""
+    docker = rt.docker
+    if docker is None:
+        return f"sidecars need a Docker API: {rt.docker_error}"
+    tags = labels(job.job_id, rt.server_id)
+    name = f"rewind-{job.job_id}"
+    try:
+        network = await anyio.to_thread.run_sync(docker.create_network, name, tags)
+        await record(rt, RecordNetwork(job_id=job.job_id, network_id=network, name=name))
+        for sidecar in job.spec.options.sidecars:
+            container_name = f"{name}-{sidecar.name}"
+            container = await anyio.to_thread.run_sync(
+                lambda s=sidecar, n=container_name: docker.create_container(
+                    image=s.image, command=s.command or None, env=s.env, name=n, labels=tags,
+                    network=network,
+                )
+            )
+            await record(
+                rt,
+                RecordContainer(
+                    job_id=job.job_id, container_id=container, name=container_name,
+                    image=sidecar.image,
+                ),
+            )
+            await anyio.to_thread.run_sync(docker.start_container, container)
+    except ContainerStartError as err:
+        return f"sidecar could not start: {err}"
+    except DockerError as err:
+        return f"sidecar could not be created: {err}"
+    return None
+
+
+def workspace_of(rt: Runtime, job: Job) -> Path:
+    """Where the job's workspace is (or will be, before it is recorded)."""
+    return rt.path(job.workspace or workspace_path(rt.state, job.job_id))
