@@ -103,8 +103,8 @@ def _branch_problem(branch: str) -> str | None:
         return "contains a space, a control character or one of ~^:?*[\\"
     if ".." in branch or "//" in branch:
         return "contains '..' or '//'"
-    if branch.endswith(("/", ".")):
-        return "ends with '/' or '.'"
+    if branch.startswith("/") or branch.endswith(("/", ".")):
+        return "starts with '/' or ends with '/' or '.'"
     for part in branch.split("/"):
         if part.startswith(".") or part.endswith(".lock"):
             return "a component starts with '.' or ends with '.lock'"

@@ -90,6 +90,7 @@ def test_valid_branch_names(branch: str) -> None:
     [
         "",
         "-b",
+        "/a",
         "a..b",
         "a b",
         "a~1",
