@@ -26,6 +26,7 @@ import msgspec
 
 from eventlog import atomic_write, fsutil
 from service.git import is_repository, run_git
+from service.trees import is_atomic_write_temp
 
 PATCH = "changes.patch"
 UNTRACKED = "untracked.tar"
@@ -117,6 +118,9 @@ def _tar(workspace: Path, names: list[str]) -> bytes:
 
 def _write(archive_dir: Path, head: str | None, contents: dict[str, bytes]) -> None:
     fsutil.make_dirs(archive_dir)
+    for entry in archive_dir.iterdir():
+        if is_atomic_write_temp(entry.name):
+            entry.unlink()  # an interrupted attempt's
     files = {}
     for name, data in contents.items():
         atomic_write(archive_dir / name, data)

@@ -13,18 +13,16 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from eventlog import atomic_write, fsutil
-from service.trees import remove_tree, stray_temps
+from service.trees import is_atomic_write_temp, remove_tree, stray_temps
 
 MAX_NAME_BYTES = 200
 """NAME_MAX is 255 bytes; `atomic_write` needs room for `.<name>.<pid>.tmp`."""
 
-_ATOMIC_TEMP = re.compile(r"\..+\.\d+\.tmp", re.DOTALL)
 _REFUSED_CATEGORIES = {"Cc", "Cs", "Co", "Cn", "Zl", "Zp"}
 _BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -65,7 +63,7 @@ def sanitize_filename(name: str) -> str:
             raise BadFilenameError(f"the file name {cleaned!r} contains U+{ord(char):04X}")
     if len(cleaned.encode()) > MAX_NAME_BYTES:
         raise BadFilenameError(f"the file name is over {MAX_NAME_BYTES} bytes of UTF-8")
-    if _ATOMIC_TEMP.fullmatch(cleaned):
+    if is_atomic_write_temp(cleaned):
         raise BadFilenameError(f"the file name {cleaned!r} has the shape reserved for temp files")
     return cleaned
 
@@ -99,7 +97,7 @@ def staged_names(staging_dir: Path) -> list[str]:
     return sorted(
         entry.name
         for entry in os.scandir(staging_dir)
-        if entry.is_file(follow_symlinks=False) and not _ATOMIC_TEMP.fullmatch(entry.name)
+        if entry.is_file(follow_symlinks=False) and not is_atomic_write_temp(entry.name)
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import stat
 import sys
@@ -25,6 +26,7 @@ CLONING = "clone"
 COPYING = "copying"
 DELETING = "deleting"
 _PURPOSES = (CLONING, COPYING, DELETING)
+_ATOMIC_TEMP = re.compile(r"\..+\.\d+\.tmp", re.DOTALL)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -44,6 +46,12 @@ def temp_sibling(path: Path, purpose: str) -> Path:
     if purpose not in _PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
     return path.with_name(f".{path.name}.{purpose}")
+
+
+def is_atomic_write_temp(name: str) -> bool:
+    """Whether `name` has the shape of `atomic_write`'s temp file (`.<name>.<pid>.tmp`), which
+    only a crash in the middle of a write leaves behind."""
+    return _ATOMIC_TEMP.fullmatch(name) is not None
 
 
 def stray_temps(parent: Path) -> list[tuple[str, Path]]:
