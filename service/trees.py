@@ -10,6 +10,7 @@ removes all of them: the tree, an unfinished removal, an unfinished build.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import shutil
@@ -33,12 +34,12 @@ _libc = ctypes.CDLL(None, use_errno=True)
 class TreeRemovalError(Exception):
     """Some entries could not be removed (busy mount point, immutable file, not our file)."""
 
-    def __init__(self, path: Path, errors: list[OSError]) -> None:
+    def __init__(self, path: Path, errors: list[tuple[str, OSError]]) -> None:
         self.path = path
         self.errors = errors
-        first = errors[0]
+        where, first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(f"cannot remove {path}: {first.strerror} on {first.filename}{more}")
+        super().__init__(f"cannot remove {path}: {first.strerror}: {where}{more}")
 
 
 def temp_sibling(path: Path, purpose: str) -> Path:
@@ -104,7 +105,7 @@ def _delete(tree: Path, reported_as: Path) -> None:
         tree.unlink(missing_ok=True)
     else:
         errors = _rmtree(tree)
-        if any(isinstance(error, PermissionError) for error in errors):
+        if any(isinstance(error, PermissionError) for _, error in errors):
             _grant_access(tree)
             errors = _rmtree(tree)
         if errors:
@@ -112,19 +113,22 @@ def _delete(tree: Path, reported_as: Path) -> None:
     fsutil.fsync_dir(tree.parent)
 
 
-def _rmtree(tree: Path) -> list[OSError]:
-    errors: list[OSError] = []
+def _rmtree(tree: Path) -> list[tuple[str, OSError]]:
+    """Remove what can be removed; return (path, error) of what could not, causes only (a
+    directory left non-empty by a failure inside it is not a failure of its own)."""
+    errors: list[tuple[str, OSError]] = []
 
-    def record(_func: Callable[..., Any], _path: str, error: Any) -> None:
+    def record(_func: Callable[..., Any], path: str, error: Any) -> None:
         exc = error[1] if isinstance(error, tuple) else error
         if not isinstance(exc, FileNotFoundError):
-            errors.append(exc)
+            errors.append((path, exc))
 
     if sys.version_info >= (3, 12):
         shutil.rmtree(tree, onexc=record)
     else:
         shutil.rmtree(tree, onerror=record)
-    return errors
+    causes = [(path, exc) for path, exc in errors if exc.errno != errno.ENOTEMPTY]
+    return causes or errors
 
 
 def _grant_access(tree: Path) -> None:
