@@ -98,7 +98,7 @@ _COMPONENTS = ["a", "b", "file.txt", "in", "out", "up", "rel_out", "..", ".", ""
 
 
 def _confinement_property(resolve: Resolver, root: Path) -> Callable[[], None]:
-    @settings(max_examples=300, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, report_multiple_bugs=False)
     @given(parts=st.lists(st.sampled_from(_COMPONENTS), max_size=6), absolute=st.booleans())
     def no_accepted_path_resolves_outside(parts: list[str], absolute: bool) -> None:
         relpath = ("/" if absolute else "") + "/".join(parts)
