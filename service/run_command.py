@@ -74,6 +74,7 @@ async def run_command(
                 group.start_soon(_drain, process.stdout, stdout)
                 group.start_soon(_drain, process.stderr, stderr)
             returncode = await process.wait()
+        await process.aclose()
     except TimeoutError:
         await _kill_group(process)
         raise CommandTimeoutError(argv, timeout, bytes(stderr)) from None

@@ -73,24 +73,51 @@ def remove_tree(path: Path) -> None:
     """Remove `path` and its temp siblings; a missing path is success; resumable after a crash.
 
     Entries without write or search permission are made accessible first (read-only checkouts,
-    `chmod -w` trees that agents leave). What still cannot be removed raises TreeRemovalError,
-    and a later call picks up where this one stopped.
+    `chmod -w` trees that agents leave). A tree with a filesystem mounted inside is refused
+    before anything is deleted. What cannot be removed raises TreeRemovalError (the cleanup
+    records it and retries); a later call picks up where this one stopped.
     """
     path = path.absolute()
-    for purpose in (CLONING, COPYING):
-        discard_build(temp_sibling(path, purpose))
+    builds = (temp_sibling(path, CLONING), temp_sibling(path, COPYING))
     trash = temp_sibling(path, DELETING)
-    if os.path.lexists(trash):
-        _delete(trash, path)
-    if not os.path.lexists(path):
-        return
-    if path.is_symlink() or not path.is_dir():
-        path.unlink()
-    else:
-        os.rename(path, trash)
+    _refuse_mount_points(path, (path, trash, *builds))
+    try:
+        for build in builds:
+            discard_build(build)
+        if os.path.lexists(trash):
+            _delete(trash, path)
+        if not os.path.lexists(path):
+            return
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            os.rename(path, trash)
+            fsutil.fsync_dir(path.parent)
+            _delete(trash, path)
         fsutil.fsync_dir(path.parent)
-        _delete(trash, path)
-    fsutil.fsync_dir(path.parent)
+    except OSError as error:  # rename of a mount point (EBUSY), unlink in a read-only dir...
+        raise TreeRemovalError(path, [(str(error.filename or path), error)]) from error
+
+
+def _refuse_mount_points(path: Path, trees: tuple[Path, ...]) -> None:
+    """rmtree would descend into a filesystem mounted inside the tree (a bind mount, a volume)
+    and empty it; refuse before deleting anything, as `rm --one-file-system` would."""
+    prefixes = tuple(f"{os.path.realpath(tree.parent)}/{tree.name}/" for tree in trees)
+    try:
+        with open("/proc/self/mountinfo", "rb") as info:
+            lines = info.read().splitlines()
+    except FileNotFoundError:
+        return
+    for line in lines:
+        point = _unescape_mount_path(line.split()[4])
+        if point.startswith(prefixes):
+            error = OSError(errno.EBUSY, "a filesystem is mounted inside; unmount it first")
+            raise TreeRemovalError(path, [(point, error)])
+
+
+def _unescape_mount_path(raw: bytes) -> str:
+    """mountinfo writes space, tab, newline and backslash in paths as octal escapes."""
+    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), raw))
 
 
 def discard_build(temp: Path) -> None:

@@ -176,3 +176,39 @@ def test_stray_temps_name_their_owner(tmp_path: Path) -> None:
     for name in names:
         (tmp_path / name).mkdir()
     assert [owner for owner, _ in stray_temps(tmp_path)] == ["app", "job-1", "job-2"]
+
+
+@pytest.fixture
+def mounted(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs mounted at ws/volume, holding data that is not the workspace's to delete."""
+    volume = tmp_path / "ws" / "volume"
+    volume.mkdir(parents=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "rewind-test", str(volume)], capture_output=True, check=False
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount here: {mount.stderr.decode().strip()}")
+    (volume / "precious").write_text("someone else's data")
+    yield volume
+    subprocess.run(["umount", str(volume)], capture_output=True, check=False)
+
+
+def test_a_tree_with_a_mount_inside_is_refused_untouched(tmp_path: Path, mounted: Path) -> None:
+    tree = tmp_path / "ws"
+    (tree / "own.txt").write_text("x")
+    with pytest.raises(TreeRemovalError, match="a filesystem is mounted inside"):
+        remove_tree(tree)
+    assert (mounted / "precious").read_text() == "someone else's data"
+    assert (tree / "own.txt").exists()
+    with pytest.raises(TreeRemovalError, match="Device or resource busy"):
+        remove_tree(mounted)  # a mount point itself cannot be renamed away
+    subprocess.run(["umount", str(mounted)], check=True)
+    remove_tree(tree)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plain_rmtree_empties_the_mounted_filesystem(tmp_path: Path, mounted: Path) -> None:
+    """Broken variant: shutil.rmtree descends into the mount and deletes what it holds."""
+    with pytest.raises(OSError):
+        shutil.rmtree(tmp_path / "ws")
+    assert not (mounted / "precious").exists()
