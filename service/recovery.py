@@ -7,6 +7,7 @@ start runs it again on a state that already holds whatever was recorded before t
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,16 +39,16 @@ async def recover(rt: Runtime, opened: Recovery, loaded: LoadReport) -> Recovery
     callbacks = len(state.callbacks.pending)
     cleanups = len(state.cleanup.pending)
 
-    async def timed(name: str, step: Callable[[], Awaitable[int]]) -> int:
+    async def timed(name: str, step: Callable[[Runtime], Awaitable[int]]) -> int:
         started = time.perf_counter()
-        result = await step()
+        result = await step(rt)
         phases[name] = time.perf_counter() - started
         return result
 
-    await timed("processes", lambda: _take_over_processes(rt, outcomes))
-    locks = await timed("locks", lambda: _release_stale_locks(rt))
-    degraded = await timed("repositories", lambda: _check_repositories(rt))
-    orphans = await timed("orphans", lambda: _sweep(rt))
+    await timed("processes", functools.partial(_take_over_processes, outcomes=outcomes))
+    locks = await timed("locks", _release_stale_locks)
+    degraded = await timed("repositories", _check_repositories)
+    orphans = await timed("orphans", _sweep)
     report = RecoveryReport(
         phases=phases,
         snapshot_seq=loaded.snapshot_seq,
@@ -75,7 +76,7 @@ async def _take_over_processes(rt: Runtime, outcomes: Outcomes) -> int:
     for job_id in list(rt.state.jobs.attached):
         identity = await take_over(rt, job_id, outcomes)
         if identity is not None:
-            rt.tasks.start("watch", job_id, lambda j=job_id, i=identity: follow(rt, j, i))
+            rt.tasks.start("watch", job_id, follow, rt, job_id, identity)
     return outcomes.reattached
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+import uvicorn
 from litestar import Litestar
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
@@ -98,9 +99,12 @@ def open_data_dir(data_dir: DataDir) -> Opened:
 def build_app(opened: Opened, config: Config, base_url: str) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with new_client(
-            Timeouts(config.callback_connect_timeout, config.callback_total_timeout)
-        ) as http, anyio.create_task_group() as group:
+        async with (
+            new_client(
+                Timeouts(config.callback_connect_timeout, config.callback_total_timeout)
+            ) as http,
+            anyio.create_task_group() as group,
+        ):
             rt = await _runtime(opened, config, base_url, http, Tasks(group))
             app.state.runtime = rt
             group.start_soon(_run, rt, opened)
@@ -179,7 +183,9 @@ async def _ensure_admin(rt: Runtime) -> None:
         admin_id = admin.user_id
     token = wanted or new_token()
     await rt.engine.execute(
-        c.IssueToken(token_hash=token_hash(token), user_id=admin_id, label="admin", ttl_seconds=None)
+        c.IssueToken(
+            token_hash=token_hash(token), user_id=admin_id, label="admin", ttl_seconds=None
+        )
     )
     path = rt.data_dir.admin_token
     atomic_write(path, (token + "\n").encode())
@@ -190,11 +196,17 @@ async def _ensure_admin(rt: Runtime) -> None:
 async def _run(rt: Runtime, opened: Opened) -> None:
     """Recovery first, then the reconcilers of normal operation (the same code)."""
     await recover(rt, opened.recovery, opened.loaded)
-    snapshotter = Snapshotter(rt.data_dir, every=rt.config.snapshot_every, last_seq=opened.loaded.snapshot_seq or 0)
+    snapshotter = Snapshotter(
+        rt.data_dir, every=rt.config.snapshot_every, last_seq=opened.loaded.snapshot_seq or 0
+    )
 
     async def snapshots(rt: Runtime) -> None:
         checkpoint = rt.engine.log.checkpoint
-        if snapshotter.due(rt.state) and checkpoint is not None and checkpoint.seq == rt.state.last_seq:
+        if (
+            snapshotter.due(rt.state)
+            and checkpoint is not None
+            and checkpoint.seq == rt.state.last_seq
+        ):
             await snapshotter.take(rt.state, checkpoint)
 
     async with anyio.create_task_group() as group:
@@ -238,15 +250,15 @@ async def _stop(rt: Runtime, opened: Opened) -> None:
 
 def serve(data_dir: Path, host: str, port: int, config: Config) -> None:
     """Run the server until SIGTERM / SIGINT."""
-    import uvicorn
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     opened = open_data_dir(DataDir.at(data_dir.absolute()))
     base_url = f"http://{host}:{port}"
     app = build_app(opened, config, base_url)
     print(f"rewind: serving {data_dir} on {base_url} (API schema at {base_url}/schema)", flush=True)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False)
+        uvicorn.Config(
+            app, host=host, port=port, lifespan="on", log_level="warning", access_log=False
+        )
     )
     server.run()
     if not server.started:

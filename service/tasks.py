@@ -24,17 +24,25 @@ class Tasks:
     def running(self, kind: str, key: str) -> bool:
         return (kind, key) in self._running
 
-    def start(self, kind: str, key: str, work: Callable[[], Awaitable[object]]) -> bool:
-        """Run ``work`` unless a task of this kind and key is running; True if started."""
+    def start(
+        self, kind: str, key: str, work: Callable[..., Awaitable[object]], *args: object
+    ) -> bool:
+        """Run ``work(*args)`` unless a task of this kind and key is running; True if so."""
         if (kind, key) in self._running:
             return False
         self._running[(kind, key)] = kind
-        self._group.start_soon(self._run, kind, key, work, name=f"{kind}:{key}")
+        self._group.start_soon(self._run, kind, key, work, args, name=f"{kind}:{key}")
         return True
 
-    async def _run(self, kind: str, key: str, work: Callable[[], Awaitable[object]]) -> None:
+    async def _run(
+        self,
+        kind: str,
+        key: str,
+        work: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+    ) -> None:
         try:
-            await work()
+            await work(*args)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception:

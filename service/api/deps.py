@@ -51,7 +51,9 @@ def caller(rt: Runtime, request: Request[Any, Any, Any]) -> User:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(
-            401, "unauthenticated", "send 'Authorization: Bearer <token>'",
+            401,
+            "unauthenticated",
+            "send 'Authorization: Bearer <token>'",
             {"WWW-Authenticate": "Bearer"},
         )
     user = rt.state.users.authenticate(token_hash(token.strip()), time.time())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
@@ -76,7 +77,9 @@ async def create_job(request: Request[Any, Any, Any], data: NewJob) -> JobCreate
         idempotency=idempotency,
     )
     try:
-        await rt.engine.execute(command, actor=user.user_id, request=request.headers.get("x-request-id"))
+        await rt.engine.execute(
+            command, actor=user.user_id, request=request.headers.get("x-request-id")
+        )
     except BaseException:
         for cid in callback_secrets:
             rt.secrets.remove(cid)
@@ -90,12 +93,12 @@ async def create_job(request: Request[Any, Any, Any], data: NewJob) -> JobCreate
 
 async def _store_secrets(rt: Runtime, job_id: str, data: NewJob) -> list[str]:
     """Each callback's secret (given, or generated), stored before the job can exist."""
-    stored = []
+    stored: list[str] = []
     for index, callback in enumerate(data.callbacks):
         try:
             await anyio.to_thread.run_sync(
-                lambda url=callback.url: validate_url(
-                    url, forbid_private=rt.config.callback_forbid_private
+                functools.partial(
+                    validate_url, callback.url, forbid_private=rt.config.callback_forbid_private
                 )
             )
             secret = callback.secret or new_secret()
@@ -116,7 +119,9 @@ def _created(rt: Runtime, job_id: str) -> JobCreatedOut:
         id=job_id,
         status=job.status,
         callbacks=[
-            CallbackCreated(index=index, url=spec.url, secret=rt.secrets.get(spec.callback_id) or "")
+            CallbackCreated(
+                index=index, url=spec.url, secret=rt.secrets.get(spec.callback_id) or ""
+            )
             for index, spec in enumerate(job.spec.callbacks)
         ],
     )
@@ -127,7 +132,9 @@ async def upload_files(request: Request[Any, Any, Any], job_id: str) -> list[Fil
     rt, user = await context(request)
     visible_job(rt.state, user, job_id)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise ApiError(415, "not_multipart", "upload files as multipart/form-data parts named 'file'")
+        raise ApiError(
+            415, "not_multipart", "upload files as multipart/form-data parts named 'file'"
+        )
     form = await request.form()
     parts = form.getall("file") if "file" in form else []
     uploads = [part for part in parts if hasattr(part, "filename")]
@@ -140,9 +147,12 @@ async def upload_files(request: Request[Any, Any, Any], job_id: str) -> list[Fil
         content = await upload.read()
         try:
             staged = await anyio.to_thread.run_sync(
-                lambda u=upload, d=content: stage_file(
-                    rt.data_dir.staging, job_id, u.filename, d, rt.config.upload_max_bytes
-                )
+                stage_file,
+                rt.data_dir.staging,
+                job_id,
+                upload.filename,
+                content,
+                rt.config.upload_max_bytes,
             )
         except BadFilenameError as err:
             raise ApiError(422, "bad_filename", str(err)) from None
@@ -240,8 +250,14 @@ async def job_output(
         return ServerSentEvent(_follow(rt, user, job_id, offset))
     data = b""
     if job.run_dir is not None:
-        data = await anyio.to_thread.run_sync(read_output, rt.path(job.run_dir), offset, OUTPUT_CHUNK)
-    return Response(data, media_type="application/octet-stream", headers={"X-Next-Offset": str(offset + len(data))})
+        data = await anyio.to_thread.run_sync(
+            read_output, rt.path(job.run_dir), offset, OUTPUT_CHUNK
+        )
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"X-Next-Offset": str(offset + len(data))},
+    )
 
 
 async def _follow(
@@ -257,12 +273,15 @@ async def _follow(
                 offset += len(data)
                 text = data.decode(errors="replace")
                 yield ServerSentEventMessage(
-                    event="output", data=msgspec.json.encode({"offset": offset, "text": text}).decode()
+                    event="output",
+                    data=msgspec.json.encode({"offset": offset, "text": text}).decode(),
                 )
         if ended:
             yield ServerSentEventMessage(
                 event="end",
-                data=msgspec.json.encode({"status": job.status, "exitCode": job.exit_code}).decode(),
+                data=msgspec.json.encode(
+                    {"status": job.status, "exitCode": job.exit_code}
+                ).decode(),
             )
             return
         await rt.engine.wait_change(0.5)

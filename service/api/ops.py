@@ -14,13 +14,19 @@ from service.metrics import Gauges
 from service.runtime import Runtime
 
 STATUSES = (
-    "created", "queued", "waiting", "preparing", "running", "cancelling", "deleting",
+    "created",
+    "queued",
+    "waiting",
+    "preparing",
+    "running",
+    "cancelling",
+    "deleting",
     *sorted(TERMINAL),
 )
 
 
 def _counts(rt: Runtime) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     for job in rt.state.jobs.by_id.values():
         if not job.deleted:
             counts[job.status] += 1

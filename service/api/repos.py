@@ -8,13 +8,11 @@ from litestar import Request, Response, delete, get, post, put
 
 from projections import commands as c
 from projections.events import RepoSettings
-from service import git
 from service.api.deps import context, require_admin
 from service.api.models import NewRepo, RepoOut, RepoSettingsIn
 from service.api.problems import ApiError
 from service.api.views import repo_out
-
-
+from service.git_inputs import validate_branch, validate_url
 
 
 def _settings(data: RepoSettingsIn) -> RepoSettings:
@@ -29,9 +27,9 @@ async def register_repo(request: Request[Any, Any, Any], data: NewRepo) -> RepoO
     rt, user = await context(request)
     require_admin(user)
     try:
-        url = git.validate_url(data.git_url)
-        git.validate_branch(data.branch)
-    except (git.GitError, ValueError) as err:
+        url = validate_url(data.git_url)
+        validate_branch(data.branch)
+    except ValueError as err:
         raise ApiError(422, "invalid_git_url", str(err)) from None
     await rt.engine.execute(
         c.RegisterRepo(

@@ -20,7 +20,7 @@ async def start_deliveries(rt: Runtime) -> None:
     callbacks = rt.state.callbacks
     for delivery in [*callbacks.in_flight(), *callbacks.due(time.time())]:
         cid = delivery.callback_id
-        rt.tasks.start("callback", cid, lambda cid=cid: send(rt, cid))
+        rt.tasks.start("callback", cid, send, rt, cid)
 
 
 async def send(rt: Runtime, callback_id: str) -> None:

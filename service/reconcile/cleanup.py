@@ -20,7 +20,7 @@ from service.trees import remove_tree
 async def start_cleanups(rt: Runtime) -> None:
     for cleanup in rt.state.cleanup.due(time.time()):
         path = cleanup.path
-        rt.tasks.start("cleanup", path, lambda path=path: clean(rt, path))
+        rt.tasks.start("cleanup", path, clean, rt, path)
 
 
 async def clean(rt: Runtime, path: str) -> None:

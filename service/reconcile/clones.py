@@ -12,7 +12,7 @@ async def start_clones(rt: Runtime) -> None:
     for repo in rt.state.repos.by_name.values():
         if repo.clone == "cloning":
             name = repo.name
-            rt.tasks.start("clone", name, lambda: clone(rt, name))
+            rt.tasks.start("clone", name, clone, rt, name)
 
 
 async def clone(rt: Runtime, name: str) -> None:

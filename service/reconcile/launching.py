@@ -8,6 +8,7 @@ identity); a crash between them is resolved by the watcher from the run director
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -47,7 +48,7 @@ async def start_launches(rt: Runtime) -> None:
         for job_id in batch.job_ids:
             job = state.jobs.by_id.get(job_id)
             if job is not None and job.status == "preparing" and job.run_dir is None:
-                rt.tasks.start("launch", job_id, lambda job_id=job_id: prepare_and_launch(rt, job_id))
+                rt.tasks.start("launch", job_id, prepare_and_launch, rt, job_id)
 
 
 async def prepare_and_launch(rt: Runtime, job_id: str) -> None:
@@ -62,7 +63,10 @@ async def prepare_and_launch(rt: Runtime, job_id: str) -> None:
     if staged is not None:
         await anyio.to_thread.run_sync(consume, rt.path(staged), workspace / "files")
         await record(rt, RemoveStaging(path=staged, reason="consumed"))
-    if job.workspace is None and await record(rt, RecordWorkspace(job_id=job_id, path=recorded)) is None:
+    if (
+        job.workspace is None
+        and await record(rt, RecordWorkspace(job_id=job_id, path=recorded)) is None
+    ):
         return
     if job.spec.options.sidecars:
         problem = await start_sidecars(rt, job)
@@ -85,11 +89,12 @@ async def spawn(rt: Runtime, job_id: str) -> None:
     try:
         argv, env = command_line(rt, job)
         identity = await anyio.to_thread.run_sync(
-            lambda: launch(
+            functools.partial(
+                launch,
                 argv,
                 cwd=workspace_of(rt, job),
                 env=env,
-                run_dir=rt.path(job.run_dir or run_path(job_id)),
+                run_dir=rt.path(job.run_dir),
                 heartbeat_interval=rt.config.heartbeat_interval,
             )
         )
@@ -146,15 +151,22 @@ async def start_sidecars(rt: Runtime, job: Job) -> str | None:
         for sidecar in job.spec.options.sidecars:
             container_name = f"{name}-{sidecar.name}"
             container = await anyio.to_thread.run_sync(
-                lambda s=sidecar, n=container_name: docker.create_container(
-                    image=s.image, command=s.command or None, env=s.env, name=n, labels=tags,
+                functools.partial(
+                    docker.create_container,
+                    image=sidecar.image,
+                    command=sidecar.command or None,
+                    env=sidecar.env,
+                    name=container_name,
+                    labels=tags,
                     network=network,
                 )
             )
             await record(
                 rt,
                 RecordContainer(
-                    job_id=job.job_id, container_id=container, name=container_name,
+                    job_id=job.job_id,
+                    container_id=container,
+                    name=container_name,
                     image=sidecar.image,
                 ),
             )

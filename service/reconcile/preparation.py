@@ -22,8 +22,7 @@ from service.runtime import Runtime
 async def start_preparations(rt: Runtime) -> None:
     for batch in rt.state.batches.active.values():
         if batch.phase == "preparing":
-            batch_id, generation = batch.batch_id, batch.generation
-            rt.tasks.start("prepare", batch_id, lambda: prepare(rt, batch_id, generation))
+            rt.tasks.start("prepare", batch.batch_id, prepare, rt, batch.batch_id, batch.generation)
 
 
 async def prepare(rt: Runtime, batch_id: str, generation: int) -> None:

@@ -36,10 +36,10 @@ async def start_removals(rt: Runtime) -> None:
         if _finished(rt, container.job_id):
             busy_jobs.add(container.job_id)
             if _due(rt, cid, now):
-                rt.tasks.start("remove", cid, lambda cid=cid: remove(rt, docker, "container", cid))
+                rt.tasks.start("remove", cid, remove, rt, docker, "container", cid)
     for nid, network in list(resources.networks.items()):
         if _finished(rt, network.job_id) and network.job_id not in busy_jobs and _due(rt, nid, now):
-            rt.tasks.start("remove", nid, lambda nid=nid: remove(rt, docker, "network", nid))
+            rt.tasks.start("remove", nid, remove, rt, docker, "network", nid)
 
 
 async def remove(rt: Runtime, docker: DockerGateway, kind: ResourceKind, resource_id: str) -> None:

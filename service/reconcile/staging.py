@@ -27,8 +27,7 @@ async def start_staging_sweeps(rt: Runtime) -> None:
         elif job.status == "created" and staged.created_at + max_age <= now:
             reason = "stale"
         if reason is not None:
-            why = reason
-            rt.tasks.start("staging", path, lambda p=path, r=why: remove(rt, p, r))
+            rt.tasks.start("staging", path, remove, rt, path, reason)
 
 
 async def remove(rt: Runtime, path: str, reason: StagingRemoval) -> None:
@@ -46,6 +45,7 @@ async def sweep_orphans(rt: Runtime) -> int:
         if directory in known:
             continue
         await anyio.to_thread.run_sync(remove_staging, directory)
-        await record(rt, RecordOrphan(kind="staging", resource_id=str(directory), job_id=None))
+        owner = job_id if job_id in rt.state.jobs.by_id else None
+        await record(rt, RecordOrphan(kind="staging", resource_id=str(directory), job_id=owner))
         removed += 1
     return removed

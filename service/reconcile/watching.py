@@ -48,7 +48,7 @@ class Outcomes:
 async def start_watchers(rt: Runtime) -> None:
     for job_id in list(rt.state.jobs.attached):
         if not rt.tasks.running("launch", job_id):
-            rt.tasks.start("watch", job_id, lambda job_id=job_id: watch(rt, job_id))
+            rt.tasks.start("watch", job_id, watch, rt, job_id)
 
 
 async def watch(rt: Runtime, job_id: str, outcomes: Outcomes | None = None) -> None:
