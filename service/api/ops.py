@@ -36,7 +36,8 @@ def _counts(rt: Runtime) -> dict[str, int]:
 @get("/health")
 async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """No token needed. ``status``: recovering, ready or degraded (the log failed, or a
-    repository is damaged, or no Docker API answers); 503 when writes are refused."""
+    repository is damaged); 503 when writes are refused. ``notes`` say what works with
+    limits (no Docker API: jobs with sidecars are refused, the others run)."""
     rt = runtime_of(request)
     state = rt.state
     problems = []
@@ -47,8 +48,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         for r in state.repos.by_name.values()
         if r.degraded
     )
-    if rt.docker is None:
-        problems.append(f"no Docker API: {rt.docker_error}")
+    notes = [] if rt.docker is not None else [f"no Docker API: {rt.docker_error}"]
     if state.server.recovering:
         status = "recovering"
     elif problems:
@@ -59,6 +59,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     body = {
         "status": status,
         "problems": problems,
+        "notes": notes,
         "log": {"writable": rt.engine.failure is None, "lastSeq": state.last_seq},
         "jobs": _counts(rt),
         "serverId": state.server.server_id,
