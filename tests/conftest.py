@@ -7,7 +7,7 @@ import os
 
 from hypothesis import settings
 
-pytest_plugins = ["tests.support.docker_api"]
+pytest_plugins = ["tests.support.docker_api", "tests.support.server"]
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
