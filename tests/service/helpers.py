@@ -21,9 +21,9 @@ from typing import NamedTuple
 
 from eventlog import Checkpoint, EventLog
 from projections import State, decode, encode, encode_state, evolve
-from tools.simulation import realistic_history
 from service.layout import DataDir
 from service.state_store import write_snapshot
+from tools.simulation import realistic_history
 
 ROOT = Path(__file__).resolve().parents[2]
 REWIND = Path(sys.executable).with_name("rewind")

@@ -18,7 +18,6 @@ from projections import (
     SCHEMA_VERSION,
     State,
     UnknownEventError,
-    check,
     decode,
     decode_state,
     encode_state,

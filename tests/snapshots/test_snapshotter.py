@@ -9,10 +9,10 @@ import anyio
 
 from eventlog import EventLog
 from projections import State, encode, encode_state, evolve
-from tools.simulation import realistic_history
 from service.layout import DataDir
 from service.snapshotter import Snapshotter
 from service.state_store import load_state, snapshot_store
+from tools.simulation import realistic_history
 
 
 async def _run_server_like(data_dir: DataDir, events: int, every: int) -> State:

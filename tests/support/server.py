@@ -71,9 +71,8 @@ class RewindServer:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.config = data_dir.parent / f"{data_dir.name}.toml"
-        self.config.write_text(
-            config_text(reconcile_interval=0.2, heartbeat_interval=0.5, **settings)
-        )
+        quick = {"reconcile_interval": 0.2, "heartbeat_interval": 0.5}
+        self.config.write_text(config_text(**{**quick, **settings}))
         self.env = {**os.environ, "REWIND_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"{data_dir.name}.log"
