@@ -10,7 +10,14 @@ import typer
 from eventlog import LogError
 from projections import ProjectionError
 from service.config import ConfigError
-from tools import bench_commands, log_commands, serve_command, simulate_command, state_commands
+from tools import (
+    bench_commands,
+    crashes_command,
+    log_commands,
+    serve_command,
+    simulate_command,
+    state_commands,
+)
 from tools.output import fail
 
 app = typer.Typer(
@@ -27,6 +34,7 @@ app.command("state")(state_commands.state)
 app.command("snapshot")(state_commands.snapshot)
 app.command("simulate")(simulate_command.simulate)
 app.command("serve")(serve_command.serve)
+app.command("crashes")(crashes_command.crashes)
 
 
 def main() -> None:
