@@ -35,7 +35,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
 
 class WorkspaceCopyError(Exception):
-    """Neither `cp` nor the Python fallback could copy the prepared repository."""
+    """The copy timed out, or neither `cp` nor the Python fallback could make it."""
 
 
 async def create_workspace(
@@ -77,7 +77,9 @@ async def _copy_with_cp(source: Path, temp: Path, timeout: float) -> str | None:
     argv = ["cp", "--reflink=auto", "-a", "--", str(source), str(temp)]
     try:
         result = await run_command(argv, env=tagged_env(os.environ, temp), timeout=timeout)
-    except (OSError, CommandTimeoutError) as error:
+    except CommandTimeoutError as error:  # a slower copy after it would only wait longer
+        raise WorkspaceCopyError(f"copying {source} to {temp}: {error}") from error
+    except OSError as error:  # no cp on this machine
         return str(error)
     if result.returncode != 0:
         return result.stderr.decode(errors="replace").strip() or f"exit {result.returncode}"

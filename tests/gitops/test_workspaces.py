@@ -148,11 +148,11 @@ async def test_a_leftover_partial_copy_and_its_cp_are_discarded(
 def big_tree(tmp_path: Path) -> Path:
     """Enough files that a copy takes a while, so a kill lands in the middle of it."""
     root = tmp_path / "big"
-    for d in range(40):
+    for d in range(30):
         sub = root / f"d{d:02}"
         sub.mkdir(parents=True)
-        for f in range(100):
-            (sub / f"f{f:03}.txt").write_text(f"{d}/{f}\n" * 20)
+        for f in range(20):
+            (sub / f"f{f:03}.bin").write_bytes(os.urandom(8192))
     return root
 
 
