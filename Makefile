@@ -14,7 +14,7 @@ $(BIN)/rewind: pyproject.toml
 venv: $(BIN)/rewind
 
 run: venv
-	$(BIN)/rewind --help
+	$(BIN)/rewind serve --data-dir data $(if $(CONFIG),--config $(CONFIG))
 
 lint: venv
 	$(BIN)/ruff check .
