@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from eventlog.segment import list_segments
+from service.agents.identity import is_alive, read_identity
 from tests.support.server import (
     REWIND,
     RewindServer,
@@ -76,3 +80,43 @@ def test_corrupt_log_refuses_to_start_and_says_what_to_do(tmp_path: Path) -> Non
     assert error.startswith("rewind: error: corrupt log"), error
     assert "rewind log verify" in error and "rewind log repair" in error
     assert str(segment) in error
+
+
+def test_a_deadline_holds_across_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = RewindServer(data_dir, kill_grace_seconds=1.0).start()
+    with server.client() as client:
+        register(client, "api", git_repo(tmp_path / "api"))
+        job_id = submit(client, "--sleep 60", "api", options={"timeoutSeconds": 4})
+        wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "running")
+    server.kill()
+    time.sleep(4)
+    server.start()
+    with server.client() as client:
+        job = wait_terminal(client, job_id)
+        assert job["status"] == "timed_out", job
+    identity = read_identity(data_dir / "runs" / job_id)
+    assert identity is not None and not is_alive(identity)
+    server.stop()
+
+
+def test_an_agent_alive_but_silent_is_killed_and_lost(tmp_path: Path) -> None:
+    """Its wrapper frozen (SIGSTOP) while the server was down: alive, heartbeat stale."""
+    data_dir = tmp_path / "data"
+    server = RewindServer(data_dir, heartbeat_stale_seconds=2).start()
+    with server.client() as client:
+        register(client, "api", git_repo(tmp_path / "api"))
+        job_id = submit(client, "--sleep 60", "api")
+        wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "running")
+    server.kill()
+    identity = read_identity(data_dir / "runs" / job_id)
+    assert identity is not None and is_alive(identity)
+    os.kill(identity.pid, signal.SIGSTOP)
+    time.sleep(3)
+    server.start()
+    with server.client() as client:
+        job = wait_terminal(client, job_id)
+        assert job["status"] == "lost" and "heartbeat" in job["error"], job
+        assert client.get("/api/admin/recovery").json()["latest"]["jobs_lost"] == 1
+    wait_for(lambda: not is_alive(identity), timeout=10)
+    server.stop()
