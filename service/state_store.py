@@ -121,17 +121,22 @@ def load_state(
         report.snapshot_seq = snapshot.seq
         report.snapshot_file = str(snapshot.path)
         break
-    for record in records if records is not None else reader.read(1):
-        if end is not None and record.seq > end:
-            break
-        try:
-            envelope = decode(record.payload)
-        except _UNDECODABLE as err:
-            raise _undecodable(reader.path, record.seq, err) from err
-        evolve(state, record.seq, envelope)
-        report.events_replayed += 1
-        if on_record is not None:
-            on_record(record.seq)
+    if end is None or state.last_seq < end:
+        # stop right at `end`: asking the reader for one more record would read past it,
+        # into damage that does not concern this state
+        for record in records if records is not None else reader.read(1):
+            if end is not None and record.seq > end:
+                break
+            try:
+                envelope = decode(record.payload)
+            except _UNDECODABLE as err:
+                raise _undecodable(reader.path, record.seq, err) from err
+            evolve(state, record.seq, envelope)
+            report.events_replayed += 1
+            if on_record is not None:
+                on_record(record.seq)
+            if record.seq == end:
+                break
     report.last_seq = state.last_seq
     report.skipped_snapshots.extend(f"{s.path}: {s.reason}" for s in store.skipped)
     report.seconds = time.perf_counter() - started

@@ -147,10 +147,12 @@ def dump(
     try:
         for record in log.read(start):
             if stop is not None and record.seq > stop:
-                _warn_tail_damage(log, stop)
-                return
+                break
             last = record.seq
             _print_record(describe(record.seq, record.payload), json)
+            if record.seq == stop:
+                _warn_tail_damage(log, stop)  # not one more read: it could be the damage
+                return
     except CorruptLogError as err:
         warn(f"{err}; the dump above ends before it")
         raise typer.Exit(DAMAGE) from None
