@@ -45,6 +45,8 @@ class RecordProgress:
             TimeRemainingColumn(),
             console=errors,
             transient=True,
+            redirect_stdout=False,  # rich would print stdout above the bar, on stderr
+            redirect_stderr=False,
             disable=not self.enabled,
         )
         self._task: TaskID = self._progress.add_task(description, total=total)
