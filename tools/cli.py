@@ -29,6 +29,10 @@ app.command("state", epilog=exits.HELP)(state_commands.state)
 app.command("snapshot", epilog=exits.HELP)(state_commands.snapshot)
 app.command("simulate", epilog=exits.HELP)(simulate_command.simulate)
 
+for _group in (log_commands.app, state_commands.history_app, bench_commands.app):
+    for _command in _group.registered_commands:
+        _command.epilog = _command.epilog or exits.HELP
+
 _DAMAGE = (CorruptLogError, EventError, exits.DamageFoundError)
 _OPERATIONAL = (LogError, ProjectionError, OSError, msgspec.MsgspecError)
 

@@ -204,7 +204,7 @@ def stat(
             )
         console.print(table)
         _print_damage(report)
-        damaged = "" if report.healthy else "; DAMAGED: the range above stops at the damage"
+        damaged = "" if report.healthy else "; DAMAGED (see above)"
         console.print(f"{report.records} records, {report.bytes} bytes{damaged}", markup=False)
     if not report.healthy:
         raise typer.Exit(DAMAGE)
