@@ -238,9 +238,32 @@ def test_history_job(simulated: DataDir, envelopes: list[Envelope]) -> None:
     lines = text.stdout.splitlines()
     assert [int(line.split()[0]) for line in lines] == seqs
     for line, row in zip(lines, rows, strict=True):
-        when = datetime.fromisoformat(line.split()[1])
-        assert abs(when.timestamp() - row["ts"]) < 1
+        printed = line.split()[1]
+        assert printed.endswith("Z"), "UTC, the zone --at assumes"
+        when = datetime.fromisoformat(printed)
+        assert when.utcoffset() == timedelta(0)
+        assert 0 <= when.timestamp() - row["ts"] < 2e-6
         assert row["type"] in line
+    for zone in ("America/New_York", "Asia/Kolkata"):
+        elsewhere = run_rewind("history", "job", simulated.root, job_id, env={"TZ": zone})
+        assert elsewhere.stdout == text.stdout, f"the machine's zone ({zone}) must not matter"
+
+
+def test_a_time_printed_by_history_selects_that_event_in_state_at(
+    simulated: DataDir, envelopes: list[Envelope]
+) -> None:
+    """Copying a time from `history` into `--at` gives the state right after that event (or
+    after a later one stamped within the same microsecond), never the state before it."""
+    job_id = _busy_job(envelopes)
+    text = run_rewind("history", "job", simulated.root, job_id, env={"TZ": "Asia/Tokyo"})
+    printed = [(int(line.split()[0]), line.split()[1]) for line in text.stdout.splitlines()]
+    for seq, when in printed[:: max(1, len(printed) // 4)]:
+        moment = datetime.fromisoformat(when).timestamp()
+        later = (k for k, env in enumerate(envelopes, start=1) if env.ts > moment)
+        expected = next(later, len(envelopes) + 1) - 1
+        assert expected >= seq
+        got = state_json(simulated, "--at", when, env={"TZ": "America/New_York"})["seq"]
+        assert got == expected, (seq, when)
 
 
 def test_history_job_includes_its_webhooks_and_cleanups(
