@@ -22,16 +22,19 @@ app = typer.Typer(
     help="rewind: a crash-proof batch server for coding agents, built on an event log.",
     epilog=exits.HELP,
 )
-app.add_typer(log_commands.app, name="log", epilog=exits.HELP)
-app.add_typer(state_commands.history_app, name="history", epilog=exits.HELP)
-app.add_typer(bench_commands.app, name="bench", epilog=exits.HELP)
-app.command("state", epilog=exits.HELP)(state_commands.state)
-app.command("snapshot", epilog=exits.HELP)(state_commands.snapshot)
-app.command("simulate", epilog=exits.HELP)(simulate_command.simulate)
-
-for _group in (log_commands.app, state_commands.history_app, bench_commands.app):
-    for _command in _group.registered_commands:
-        _command.epilog = _command.epilog or exits.HELP
+app.command("state")(state_commands.state)
+app.command("snapshot")(state_commands.snapshot)
+app.command("simulate")(simulate_command.simulate)
+for _name, _group in (
+    ("log", log_commands.app),
+    ("history", state_commands.history_app),
+    ("bench", bench_commands.app),
+):
+    app.add_typer(_group, name=_name, epilog=exits.HELP)
+    for _command in _group.registered_commands:  # every `--help` quotes the exit codes
+        _command.epilog = exits.HELP
+for _command in app.registered_commands:
+    _command.epilog = exits.HELP
 
 _DAMAGE = (CorruptLogError, EventError, exits.DamageFoundError)
 _OPERATIONAL = (LogError, ProjectionError, OSError, msgspec.MsgspecError)

@@ -61,9 +61,13 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
         command = step.command.replace(".venv/bin/rewind", str(REWIND))
         for name, place in places.items():
             command = command.replace(name, place)
-        # The kill's timing only decides how far the writer gets; a shorter wait keeps the
-        # deep verify after it quick.
-        command = command.replace("sleep 2", "sleep 1")
+        # The kill's timing only decides how far the writer gets. Here it waits for the first
+        # segment (a loaded machine may take seconds to start the writer), then a little, so
+        # the deep verify after it stays quick.
+        command = command.replace(
+            "sleep 2",
+            f"until ls {places['/tmp/crashed']}/log/*.seg; do sleep 0.1; done; sleep 0.5",
+        )
         result = subprocess.run(
             ["bash", "-c", f"set -o pipefail; {command}"],
             capture_output=True,
