@@ -49,6 +49,7 @@ def main() -> None:
     guard_stdout()
     try:
         code = app(standalone_mode=False)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
     except OutputClosedError:
         code = _closed_pipe()
     except typer.TyperException as err:  # usage: click's own message (usage line, hint, error)
