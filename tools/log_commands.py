@@ -188,8 +188,7 @@ def stat(
     """Segments, sizes, record counts and seq ranges; exit 1 on damage, like verify."""
     log_dir = resolve(directory).log
     with RecordProgress("reading", _log_end(log_dir)) as bar:
-        tick = bar.callback
-        report = verify_log(log_dir, on_record=None if tick is None else lambda s, _: tick(s))
+        report = verify_log(log_dir, on_record=_walker(None, bar.callback))
     if json:
         emit_json(_report_json(report, report.healthy))
     else:

@@ -12,6 +12,7 @@ import typer
 from eventlog import CorruptLogError, EventLog, LogError
 from eventlog.lock import DirLock
 from projections import State, encode_state
+from projections.jobs import Job
 from service.layout import DataDir, resolve
 from service.state_store import (
     JobEvents,
@@ -28,7 +29,6 @@ from tools.progress import RecordProgress
 from tools.state_summary import job_lines, summary
 
 DirArg = Annotated[Path, typer.Argument(help="Data directory, or its log/ directory.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 history_app = typer.Typer(no_args_is_help=True, help="Every event about one thing, in order.")
 
@@ -45,8 +45,8 @@ def state(
 ) -> None:
     """The state right after SEQ (or the last event at or before TIME): a summary, or --json.
 
-    Damage in the log past that point does not matter (a warning says so); the state at the
-    log's end needs every record, so damage anywhere fails it (exit 1).
+    Damage past that point leaves the state intact (a warning names it); the state at the log's
+    end needs every record, so damage anywhere fails it (exit 1).
     """
     data_dir = resolve(directory)
     log = EventLog.open_readonly(data_dir.log)
@@ -56,14 +56,12 @@ def state(
         warn(f"{report.tail_damage}; the state at seq {current.last_seq} comes before it")
     if target is not None and current.last_seq < target:
         note(f"seq {target} is past the log's end; showing the state at seq {current.last_seq}")
-    body: Any = as_dict(current)
-    if job is not None:
-        found = _job(current, job)
-        body = as_dict(found)
+    one = _job(current, job) if job is not None else None
     if json:
+        body = as_dict(current if one is None else one)
         emit_json({"seq": current.last_seq, "load": msgspec.to_builtins(report), "state": body})
         return
-    lines = job_lines(job, found) if job is not None else summary(current)
+    lines = summary(current) if job is None or one is None else job_lines(job, one)
     for line in [_header(current, report), *lines]:
         console.print(line, markup=False)
 
@@ -88,7 +86,7 @@ def _progress_total(data_dir: DataDir, target: int | None) -> int | None:
         return None
 
 
-def _job(current: State, job_id: str) -> Any:
+def _job(current: State, job_id: str) -> Job:
     found = current.jobs.get(job_id)
     if found is not None:
         return found
