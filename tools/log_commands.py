@@ -19,7 +19,7 @@ from service.state_store import retire_snapshots_after
 from tools.describe import describe
 from tools.exits import DAMAGE
 from tools.output import console, emit_json, note, warn
-from tools.progress import RecordProgress
+from tools.progress import RecordProgress, log_end
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, verify and repair a log.")
 
@@ -38,10 +38,10 @@ def verify(
 
     With --deep, an undecodable event or a failed invariant is damage too.
     """
-    log_dir = resolve(directory).log
+    data_dir = resolve(directory)
     deep_check = _DeepCheck() if deep else None
-    with RecordProgress("verifying", _log_end(log_dir)) as bar:
-        report = verify_log(log_dir, on_record=_walker(deep_check, bar.callback))
+    with RecordProgress("verifying", log_end(data_dir)) as bar:
+        report = verify_log(data_dir.log, on_record=_walker(deep_check, bar.callback))
     problems = deep_check.problems if deep_check else []
     healthy = report.healthy and not problems
     if json:
@@ -95,17 +95,6 @@ def _walker(
         tick(seq)
 
     return both
-
-
-def _log_end(log_dir: Path) -> int | None:
-    """The bar's end, from a scan of the newest segment that only a watched terminal pays for;
-    None when that segment is damaged (the bar then counts without an end)."""
-    if not RecordProgress.watched():
-        return None
-    try:
-        return EventLog.open_readonly(log_dir).last_seq
-    except CorruptLogError:
-        return None
 
 
 def _report_json(report: VerifyReport, healthy: bool) -> dict[str, Any]:
@@ -186,9 +175,9 @@ def stat(
     json: Annotated[bool, typer.Option("--json", help="One JSON object (see README).")] = False,
 ) -> None:
     """Segments, sizes, record counts and seq ranges; exit 1 on damage, like verify."""
-    log_dir = resolve(directory).log
-    with RecordProgress("reading", _log_end(log_dir)) as bar:
-        report = verify_log(log_dir, on_record=_walker(None, bar.callback))
+    data_dir = resolve(directory)
+    with RecordProgress("reading", log_end(data_dir)) as bar:
+        report = verify_log(data_dir.log, on_record=_walker(None, bar.callback))
     if json:
         emit_json(_report_json(report, report.healthy))
     else:

@@ -25,7 +25,7 @@ from service.state_store import (
 from tools.describe import as_dict
 from tools.exits import DAMAGE, DamageFoundError
 from tools.output import console, emit_json, note, utc, warn
-from tools.progress import RecordProgress
+from tools.progress import RecordProgress, log_end
 from tools.state_summary import job_lines, summary
 
 DirArg = Annotated[Path, typer.Argument(help="Data directory, or its log/ directory.")]
@@ -67,23 +67,13 @@ def state(
 
 
 def _load(data_dir: DataDir, log: EventLog, target: int | None) -> tuple[State, LoadReport]:
-    with RecordProgress("replaying", _progress_total(data_dir, target)) as bar:
+    total = target if target is not None else log_end(data_dir)
+    with RecordProgress("replaying", total) as bar:
         try:
             return load_state(data_dir, at=target, log=log, on_record=bar.callback)
         except CorruptLogError as err:
             readable = f"; seqs before {err.seq} are intact: try --at {err.seq - 1}"
             raise DamageFoundError(f"{err}{readable if err.seq > 1 else ''}") from err
-
-
-def _progress_total(data_dir: DataDir, target: int | None) -> int | None:
-    """The bar's end: the seq asked for, or the log's end, found by a scan of the newest
-    segment that only a watched terminal pays for (None when it is damaged)."""
-    if target is not None or not RecordProgress.watched():
-        return target
-    try:
-        return EventLog.open_readonly(data_dir.log).last_seq
-    except CorruptLogError:
-        return None
 
 
 def _job(current: State, job_id: str) -> Job:
@@ -133,7 +123,7 @@ def history_job(
     log = EventLog.open_readonly(data_dir.log)
     about_job = JobEvents(job_id)
     found = 0
-    with RecordProgress("reading", _progress_total(data_dir, None)) as bar:
+    with RecordProgress("reading", log_end(data_dir)) as bar:
         tick = bar.callback
         try:
             for seq, envelope in events(log):
