@@ -60,3 +60,14 @@ def test_simulate_shows_a_bar(tmp_path: Path) -> None:
     assert run.returncode == 0, run.terminal
     assert "appending" in run.text and "3000/3000 records" in run.text
     assert run.stdout.startswith("appended 3000 events")
+
+
+def test_the_end_comes_from_the_newest_snapshot_checkpoint(sim: DataDir) -> None:
+    """With a snapshot, the bar's end is found by scanning only the events after it: the same
+    end as a scan from the segment's start."""
+    assert run_rewind("snapshot", sim.root).returncode == 0
+    grown = run_on_terminal("log", "verify", sim.root)
+    assert grown.returncode == 0 and f"{EVENTS}/{EVENTS} records" in grown.text
+    state = run_on_terminal("state", sim.root, "--at", EVENTS)
+    assert state.returncode == 0, state.text
+    assert "replaying" in state.text and f"/{EVENTS} records" in state.text
