@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import chain
 from pathlib import Path
 
 import msgspec
 
-from eventlog import Checkpoint, CheckpointMismatchError, EventLog, fsutil
+from eventlog import Checkpoint, CheckpointMismatchError, CorruptLogError, EventLog, fsutil
 from eventlog.snapshot import Snapshot, SnapshotStore
 from projections import (
     Envelope,
     ProjectionError,
     State,
+    UnknownEventError,
     decode,
     decode_state,
     encode_state,
@@ -29,6 +30,31 @@ from projections import (
 from service.layout import DataDir
 
 KEEP_SNAPSHOTS = 3
+_UNDECODABLE = (ProjectionError, msgspec.MsgspecError, IndexError)
+"""What `decode` raises for bytes that are not an event of this build (IndexError: empty)."""
+
+
+class EventError(ProjectionError):
+    """An intact record (its CRC is right) whose event this build cannot decode.
+
+    Names the seq and the log, so an operator can look at it (`rewind log dump --from SEQ`);
+    the decoder's own error is the `__cause__`.
+    """
+
+    def __init__(self, log_dir: Path, seq: int, cause: Exception) -> None:
+        self.log_dir = log_dir
+        self.seq = seq
+        super().__init__(f"cannot decode the event at seq {seq} in the log {log_dir}: {cause}")
+
+
+class UnknownEventAtSeqError(EventError, UnknownEventError):
+    """An event written by a newer rewind: still an UnknownEventError for whoever tells the
+    two apart (upgrade rewind, rather than repair the log)."""
+
+
+def _undecodable(log_dir: Path, seq: int, cause: Exception) -> EventError:
+    kind = UnknownEventAtSeqError if isinstance(cause, UnknownEventError) else EventError
+    return kind(log_dir, seq, cause)
 
 
 class LoadReport(msgspec.Struct):
@@ -40,6 +66,8 @@ class LoadReport(msgspec.Struct):
     skipped_snapshots: list[str] = msgspec.field(default_factory=list)
     events_replayed: int = 0
     seconds: float = 0.0
+    tail_damage: str | None = None
+    """Damage found in the newest segment, past the seq asked for (the state is intact)."""
 
     def skip(self, path: Path, reason: str) -> None:
         self.skipped_snapshots.append(f"{path}: {reason}")
@@ -50,14 +78,20 @@ def snapshot_store(data_dir: DataDir) -> SnapshotStore:
 
 
 def load_state(
-    data_dir: DataDir, *, at: int | None = None, log: EventLog | None = None
+    data_dir: DataDir,
+    *,
+    at: int | None = None,
+    log: EventLog | None = None,
+    on_record: Callable[[int], None] | None = None,
 ) -> tuple[State, LoadReport]:
     """The state right after seq `at` (default: the log's end).
 
     Starts from the newest snapshot at or before that point that decodes at this build's state
     version and whose checkpoint matches this log; the others are reported and skipped, down
     to a full replay from seq 1. Reading starts at the snapshot's checkpoint, so the cost is
-    the tail's, not the history's.
+    the tail's, not the history's. Damage in the newest segment past `at` does not stop it
+    (what is before the damage is intact); it is noted in the report's `tail_damage`.
+    `on_record(seq)` sees each event folded, for progress displays.
     """
     started = time.perf_counter()
     store = snapshot_store(data_dir)
@@ -68,7 +102,7 @@ def load_state(
         reader = log
     else:
         reader, newest = _open_reader(data_dir, newest, report)
-    end = None if at is None else min(at, reader.last_seq)
+    end = None if at is None else _end(at, reader, report)
     state, records = State(), None
     for snapshot in chain([newest] if newest else [], candidates):
         # a checkpoint proves the snapshot's last record is in this log; without one, compare
@@ -87,15 +121,39 @@ def load_state(
         report.snapshot_seq = snapshot.seq
         report.snapshot_file = str(snapshot.path)
         break
-    for record in records if records is not None else reader.read(1):
-        if end is not None and record.seq > end:
-            break
-        evolve(state, record.seq, decode(record.payload))
-        report.events_replayed += 1
+    if end is None or state.last_seq < end:
+        # stop right at `end`: asking the reader for one more record would read past it,
+        # into damage that does not concern this state
+        for record in records if records is not None else reader.read(1):
+            if end is not None and record.seq > end:
+                break
+            try:
+                envelope = decode(record.payload)
+            except _UNDECODABLE as err:
+                raise _undecodable(reader.path, record.seq, err) from err
+            evolve(state, record.seq, envelope)
+            report.events_replayed += 1
+            if on_record is not None:
+                on_record(record.seq)
+            if record.seq == end:
+                break
     report.last_seq = state.last_seq
     report.skipped_snapshots.extend(f"{s.path}: {s.reason}" for s in store.skipped)
     report.seconds = time.perf_counter() - started
     return state, report
+
+
+def _end(at: int, reader: EventLog, report: LoadReport) -> int:
+    """`at`, or the log's end when that comes first.
+
+    When the newest segment is damaged its end is unknown; `at` stays, and the fold either
+    stops there or meets the damage and raises.
+    """
+    try:
+        return min(at, reader.last_seq)
+    except CorruptLogError as err:
+        report.tail_damage = str(err)
+        return at
 
 
 def _open_reader(
@@ -136,7 +194,11 @@ def retire_snapshots_after(data_dir: DataDir, seq: int, into: Path) -> list[Path
 def events(log: EventLog, start: int = 1) -> Iterator[tuple[int, Envelope]]:
     """Decoded events of a log, in order."""
     for record in log.read(start):
-        yield record.seq, decode(record.payload)
+        try:
+            envelope = decode(record.payload)
+        except _UNDECODABLE as err:
+            raise _undecodable(log.path, record.seq, err) from err
+        yield record.seq, envelope
 
 
 def seq_at_time(log: EventLog, when: float) -> int:

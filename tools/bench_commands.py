@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from tools import bench_log, bench_replay
-from tools.output import console, emit_json
+from tools.exits import ERROR
+from tools.output import console, emit_json, fail
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks with same-run baselines.")
 
@@ -44,12 +45,16 @@ def replay(
     json: JsonOpt = False,
 ) -> None:
     """Replay events/s and snapshot load time of rewind vs eventsourcing's SQLite recorder."""
-    _run(
-        lambda scratch: bench_replay.run(events, scratch),
-        directory,
-        json,
-        bench_replay.target_lines,
-    )
+    try:
+        _run(
+            lambda scratch: bench_replay.run(events, scratch),
+            directory,
+            json,
+            bench_replay.target_lines,
+        )
+    except bench_replay.PeerMissingError as err:
+        fail(str(err))
+        raise typer.Exit(ERROR) from None
 
 
 def _run(

@@ -26,20 +26,23 @@ cost of recovery, not the disk.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 import uuid
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any, Final
-
-from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, StoredEvent
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
 from eventlog import Checkpoint, EventLog
 from projections import Envelope, State, decode, encode, evolve
 from service.layout import DataDir
 from service.state_store import load_state, write_snapshot
 from tools.simulation import realistic_history
+
+if TYPE_CHECKING:
+    from eventsourcing.persistence import ApplicationRecorder
 
 SNAPSHOT_EVERY: Final = 10_000
 """The server's snapshot policy: the newest snapshot is at most this many events old."""
@@ -53,6 +56,25 @@ which is about half as fast; 1 000 was the fastest size we tried, so the peer ge
 PEER_ORIGINATOR_ID_TYPE: Final = "text"
 """A documented option of the SQLite recorder; it skips a UUID parse per row (the default
 "uuid" costs the peer about a quarter of its rate). Again the peer's best, not its default."""
+INSTALL_HINT: Final = (
+    "`rewind bench replay` measures against the eventsourcing library, which is not installed; "
+    "install it with: pip install 'rewind[bench]'"
+)
+
+
+class PeerMissingError(RuntimeError):
+    """The peer library is an optional extra (`rewind[bench]`): the CLI runs without it."""
+
+
+def _peer() -> ModuleType:
+    """`eventsourcing.persistence`, imported here only, so every other command (and this
+    module) loads without the library."""
+    try:
+        return importlib.import_module("eventsourcing.persistence")
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.partition(".")[0] != "eventsourcing":
+            raise
+        raise PeerMissingError(INSTALL_HINT) from None
 
 
 def run(
@@ -65,11 +87,12 @@ def run(
     """
     if events < SNAPSHOT_EVERY:
         raise ValueError(f"need at least {SNAPSHOT_EVERY} events to have a snapshot to load")
+    peer = _peer()
     scratch = directory if directory is not None else Path.cwd()
     data_dir = DataDir.at(scratch / "rewind")
     snapshot_seq = max(SNAPSHOT_EVERY, (events - 1) // SNAPSHOT_EVERY * SNAPSHOT_EVERY)
 
-    factory = InfrastructureFactory.construct(
+    factory = peer.InfrastructureFactory.construct(
         {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(scratch / "eventsourcing.sqlite"),
@@ -78,7 +101,14 @@ def run(
     )
     try:
         recorder = factory.application_recorder()
-        setup = _store(data_dir, recorder, events, seed, snapshot_seq)
+        setup = _store(
+            data_dir,
+            recorder,
+            peer.StoredEvent,
+            events=events,
+            seed=seed,
+            snapshot_seq=snapshot_seq,
+        )
 
         full_s, full_state = _rewind_full_replay(data_dir)
         rewind_read_s = _rewind_read_only(data_dir)
@@ -116,7 +146,13 @@ def run(
 
 
 def _store(
-    data_dir: DataDir, recorder: ApplicationRecorder, events: int, seed: int, snapshot_seq: int
+    data_dir: DataDir,
+    recorder: ApplicationRecorder,
+    stored_event: Any,
+    *,
+    events: int,
+    seed: int,
+    snapshot_seq: int,
 ) -> dict[str, float]:
     """Write the history to both stores in one pass, and the snapshot the server would hold.
 
@@ -138,14 +174,14 @@ def _store(
             started = time.perf_counter()
             size = min(APPEND_CHUNK, snapshot_seq - seq) if seq < snapshot_seq else APPEND_CHUNK
             chunk: list[bytes] = []
-            rows: list[StoredEvent] = []
+            rows: list[Any] = []
             for envelope in islice(history, size):
                 seq += 1
                 if seq <= snapshot_seq:
                     evolve(state, seq, envelope)
                 payload = encode(envelope)
                 chunk.append(payload)
-                rows.append(StoredEvent(originator, seq, _topic(envelope), payload))
+                rows.append(stored_event(originator, seq, _topic(envelope), payload))
             timings["setup_generate_s"] += time.perf_counter() - started
             if not chunk:
                 return

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from eventlog import EventLog
+from eventlog import CorruptLogError, EventLog
 from eventlog.repair import truncate_after
 from eventlog.verify import VerifyReport, verify_log
 from projections import State, decode, evolve
@@ -19,40 +18,50 @@ from projections.invariants import check_structure
 from service.layout import resolve
 from service.state_store import retire_snapshots_after
 from tools.describe import describe
-from tools.output import console, emit_json, errors
+from tools.exits import DAMAGE
+from tools.output import console, emit_json, note, warn
+from tools.progress import RecordProgress, log_end
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, verify and repair a log.")
 
 DirArg = Annotated[Path, typer.Argument(help="Data directory, or its log/ directory.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @app.command()
 def verify(
     directory: DirArg,
-    json: JsonOpt = False,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object (see README).")] = False,
     deep: Annotated[
         bool, typer.Option("--deep", help="Also decode every event and check invariants.")
     ] = False,
 ) -> None:
-    """Check every segment header, CRC and seq; exit 1 on damage. Never modifies anything."""
-    log_dir = resolve(directory).log
+    """Check every segment header, CRC and seq; exit 1 on damage. Never modifies anything.
+
+    With --deep, an undecodable event or a failed invariant is damage too.
+    """
+    data_dir = resolve(directory)
     deep_check = _DeepCheck() if deep else None
-    total = sum(p.stat().st_size for p in log_dir.glob("*.seg"))
-    with _progress(enabled=not json and sys.stderr.isatty()) as progress:
-        task = progress.add_task("verifying", total=total)
-        report = verify_log(
-            log_dir,
-            on_record=deep_check.record if deep_check else None,
-            on_progress=lambda n: progress.advance(task, n),
-        )
+    with RecordProgress("verifying", log_end(data_dir)) as bar:
+        report = verify_log(data_dir.log, on_record=_walker(deep_check, bar.callback))
     problems = deep_check.problems if deep_check else []
+    healthy = report.healthy and not problems
     if json:
-        emit_json({**msgspec.to_builtins(report), "healthy": report.healthy, "deep": problems})
+        body = _report_json(report, healthy)
+        if deep_check is not None:
+            body["deep"] = problems
+        emit_json(body)
     else:
-        _print_verify(report, problems)
-    if not report.healthy or problems:
-        raise typer.Exit(1)
+        _print_damage(report)
+        for problem in problems:
+            console.print(f"invariant: {problem}", markup=False)
+        console.print(
+            f"{'ok' if healthy else 'DAMAGED'}: {report.records} records in "
+            f"{len(report.segments)} segments, seq {report.first_seq}..{report.last_seq}, "
+            f"{report.bytes} bytes",
+            markup=False,
+        )
+    if not healthy:
+        raise typer.Exit(DAMAGE)
 
 
 class _DeepCheck:
@@ -91,7 +100,29 @@ class _DeepCheck:
         return found
 
 
-def _print_verify(report: VerifyReport, problems: list[str]) -> None:
+def _walker(
+    deep: _DeepCheck | None, tick: Callable[[int], None] | None
+) -> Callable[[int, bytes], None] | None:
+    """What verify_log calls per record: the deep check, the progress bar, both or nothing."""
+    if deep is None:
+        return None if tick is None else lambda seq, _payload: tick(seq)
+    if tick is None:
+        return deep.record
+
+    def both(seq: int, payload: bytes) -> None:
+        deep.record(seq, payload)
+        tick(seq)
+
+    return both
+
+
+def _report_json(report: VerifyReport, healthy: bool) -> dict[str, Any]:
+    body: dict[str, Any] = msgspec.to_builtins(report)
+    body["healthy"] = healthy
+    return body
+
+
+def _print_damage(report: VerifyReport) -> None:
     for damage in report.damage:
         label = "damage" if damage.fatal else "note"
         detail = f": {damage.detail}" if damage.detail else ""
@@ -100,14 +131,6 @@ def _print_verify(report: VerifyReport, problems: list[str]) -> None:
             f"(seq {damage.seq}){detail}",
             markup=False,
         )
-    for problem in problems:
-        console.print(f"invariant: {problem}", markup=False)
-    status = "ok" if report.healthy and not problems else "DAMAGED"
-    console.print(
-        f"{status}: {report.records} records in {len(report.segments)} segments, "
-        f"seq {report.first_seq}..{report.last_seq}, {report.bytes} bytes",
-        markup=False,
-    )
 
 
 @app.command()
@@ -115,41 +138,83 @@ def dump(
     directory: DirArg,
     start: Annotated[int, typer.Option("--from", help="First seq.")] = 1,
     stop: Annotated[int | None, typer.Option("--to", help="Last seq.")] = None,
-    json: JsonOpt = False,
+    json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines: one object per record.")
+    ] = False,
 ) -> None:
-    """One record per line: seq, size and the decoded event."""
+    """One record per line: seq, size and the decoded event.
+
+    Damage ends the dump where it is: what comes before it is printed, a warning names file,
+    offset and seq, and the exit code is 1.
+    """
+    if stop is not None and stop < start:
+        note(f"--to {stop} is before --from {start}: nothing to dump")
+        return
     log = EventLog.open_readonly(resolve(directory).log)
-    for record in log.read(start):
-        if stop is not None and record.seq > stop:
-            break
-        row = describe(record.seq, record.payload)
-        if json:
-            emit_json(row)
-        elif "hex" in row:
-            print(f"{row['seq']:>10} {row['size']:>7}B  {row['hex']}")
-        else:
-            fields = msgspec.json.encode(row["event"]).decode()
-            print(f"{row['seq']:>10} {row['size']:>7}B  {row['type']}  {fields}")
+    last: int | None = None
+    try:
+        for record in log.read(start):
+            if stop is not None and record.seq > stop:
+                break
+            last = record.seq
+            _print_record(describe(record.seq, record.payload), json)
+            if record.seq == stop:
+                _warn_tail_damage(log, stop)  # not one more read: it could be the damage
+                return
+    except CorruptLogError as err:
+        warn(f"{err}; the dump above ends before it")
+        raise typer.Exit(DAMAGE) from None
+    if last is None and start > 1:
+        note(f"the log holds no record from seq {start} on")
+    elif stop is not None and (last or 0) < stop:
+        note(f"the log ends at seq {last or 0}, before --to {stop}")
+
+
+def _warn_tail_damage(log: EventLog, stop: int) -> None:
+    """Damage past the range asked for does not stop the dump, but the operator must know."""
+    try:
+        _ = log.last_seq
+    except CorruptLogError as err:
+        warn(f"{err}; the records up to --to {stop} come before it and are intact")
+
+
+def _print_record(row: dict[str, Any], json: bool) -> None:
+    if json:
+        emit_json(row)
+    elif "hex" in row:
+        print(f"{row['seq']:>10} {row['size']:>7}B  {row['hex']}")
+    else:
+        fields = msgspec.json.encode(row["event"]).decode()
+        print(f"{row['seq']:>10} {row['size']:>7}B  {row['type']}  {fields}")
 
 
 @app.command()
-def stat(directory: DirArg, json: JsonOpt = False) -> None:
-    """Segments, sizes, record counts and seq ranges."""
-    report = verify_log(resolve(directory).log)
+def stat(
+    directory: DirArg,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object (see README).")] = False,
+) -> None:
+    """Segments, sizes, record counts and seq ranges; exit 1 on damage, like verify."""
+    data_dir = resolve(directory)
+    with RecordProgress("reading", log_end(data_dir)) as bar:
+        report = verify_log(data_dir.log, on_record=_walker(None, bar.callback))
     if json:
-        emit_json(msgspec.to_builtins(report.segments))
-        return
-    table = Table("segment", "first seq", "last seq", "records", "bytes")
-    for segment in report.segments:
-        table.add_row(
-            Path(segment.file).name,
-            str(segment.first_seq),
-            str(segment.last_seq),
-            str(segment.records),
-            str(segment.bytes),
-        )
-    console.print(table)
-    console.print(f"{report.records} records, {report.bytes} bytes", markup=False)
+        emit_json(_report_json(report, report.healthy))
+    else:
+        table = Table("segment", "first seq", "last seq", "records", "bytes")
+        for segment in report.segments:
+            table.add_row(
+                Path(segment.file).name,
+                str(segment.first_seq),
+                str(segment.last_seq),
+                str(segment.records),
+                str(segment.bytes),
+            )
+        console.print(table)
+        _print_damage(report)
+        damaged = "" if report.healthy else "; DAMAGED (see above)"
+        console.print(f"{report.records} records, {report.bytes} bytes{damaged}", markup=False)
+    if not report.healthy:
+        raise typer.Exit(DAMAGE)
 
 
 @app.command()
@@ -177,16 +242,4 @@ def repair(
         f"({result.segments_moved} whole segments) and {len(retired)} snapshots to "
         f"{result.backup_dir}",
         markup=False,
-    )
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=True,
-        console=errors,
     )

@@ -9,16 +9,26 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
-from eventlog import EventLog, LogError
+from eventlog import CorruptLogError, EventLog, LogError
 from eventlog.lock import DirLock
-from projections import encode_state
-from service.layout import resolve
-from service.state_store import JobEvents, events, load_state, seq_at_time, write_snapshot
+from projections import State, encode_state
+from projections.jobs import Job
+from service.layout import DataDir, resolve
+from service.state_store import (
+    JobEvents,
+    LoadReport,
+    events,
+    load_state,
+    seq_at_time,
+    write_snapshot,
+)
 from tools.describe import as_dict
-from tools.output import console, emit_json
+from tools.exits import DAMAGE, DamageFoundError
+from tools.output import console, emit_json, note, utc, warn
+from tools.progress import RecordProgress, log_end
+from tools.state_summary import job_lines, summary
 
 DirArg = Annotated[Path, typer.Argument(help="Data directory, or its log/ directory.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 history_app = typer.Typer(no_args_is_help=True, help="Every event about one thing, in order.")
 
@@ -29,24 +39,62 @@ def state(
         str | None, typer.Option("--at", help="A seq, or an ISO-8601 time (UTC if no zone).")
     ] = None,
     job: Annotated[str | None, typer.Option("--job", help="Show only this job.")] = None,
-    json: JsonOpt = False,
+    json: Annotated[
+        bool, typer.Option("--json", help="The whole state (or job) as one JSON object.")
+    ] = False,
 ) -> None:
-    """The state right after SEQ (or the last event at or before TIME)."""
+    """The state right after SEQ (or the last event at or before TIME): a summary, or --json.
+
+    Damage past that point leaves the state intact (a warning names it); the state at the log's
+    end needs every record, so damage anywhere fails it (exit 1).
+    """
     data_dir = resolve(directory)
     log = EventLog.open_readonly(data_dir.log)
-    seq = _parse_point(log, at) if at is not None else None
-    current, report = load_state(data_dir, at=seq, log=log)
-    body: Any = as_dict(current)
-    if job is not None:
-        found = current.jobs.get(job)
-        if found is None:
-            raise LogError(f"no job {job!r} in the state at seq {current.last_seq}")
-        body = as_dict(found)
-    result = {"seq": current.last_seq, "load": msgspec.to_builtins(report), "state": body}
+    target = _parse_point(log, at) if at is not None else None
+    current, report = _load(data_dir, log, target)
+    if report.tail_damage:
+        warn(f"{report.tail_damage}; the state at seq {current.last_seq} comes before it")
+    if target is not None and current.last_seq < target:
+        note(f"seq {target} is past the log's end; showing the state at seq {current.last_seq}")
+    one = _job(current, job) if job is not None else None
     if json:
-        emit_json(result)
+        body = as_dict(current if one is None else one)
+        emit_json({"seq": current.last_seq, "load": msgspec.to_builtins(report), "state": body})
         return
-    console.print_json(msgspec.json.encode(result).decode())
+    lines = summary(current) if job is None or one is None else job_lines(job, one)
+    for line in [_header(current, report), *lines]:
+        console.print(line, markup=False)
+
+
+def _load(data_dir: DataDir, log: EventLog, target: int | None) -> tuple[State, LoadReport]:
+    total = target if target is not None else log_end(data_dir)
+    with RecordProgress("replaying", total) as bar:
+        try:
+            return load_state(data_dir, at=target, log=log, on_record=bar.callback)
+        except CorruptLogError as err:
+            readable = f"; seqs before {err.seq} are intact: try --at {err.seq - 1}"
+            raise DamageFoundError(f"{err}{readable if err.seq > 1 else ''}") from err
+
+
+def _job(current: State, job_id: str) -> Job:
+    found = current.jobs.get(job_id)
+    if found is not None:
+        return found
+    deleted = current.jobs.deleted.get(job_id)
+    if deleted is not None:
+        raise LogError(
+            f"job {job_id} was deleted at seq {deleted}; --at {deleted - 1} shows it before"
+        )
+    raise LogError(f"no job {job_id!r} in the state at seq {current.last_seq}")
+
+
+def _header(current: State, report: LoadReport) -> str:
+    source = (
+        f"snapshot of seq {report.snapshot_seq} + {report.events_replayed} events"
+        if report.snapshot_seq is not None
+        else f"{report.events_replayed} events from seq 1"
+    )
+    return f"state at seq {current.last_seq} ({source}, {report.seconds:.2f} s)"
 
 
 def _parse_point(log: EventLog, value: str) -> int:
@@ -65,36 +113,40 @@ def _parse_point(log: EventLog, value: str) -> int:
 def history_job(
     directory: DirArg,
     job_id: Annotated[str, typer.Argument(help="The job's id.")],
-    json: JsonOpt = False,
+    json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per event.")] = False,
 ) -> None:
-    """Every event about one job, in order, with seq and time."""
-    log = EventLog.open_readonly(resolve(directory).log)
+    """Every event about one job, in order, with seq and UTC time.
+
+    Damage in the log ends the history where it is (a warning says where; exit 1).
+    """
+    data_dir = resolve(directory)
+    log = EventLog.open_readonly(data_dir.log)
     about_job = JobEvents(job_id)
     found = 0
-    for seq, envelope in events(log):
-        if not about_job(envelope):
-            continue
-        found += 1
-        fields: dict[str, Any] = msgspec.to_builtins(envelope.event)
-        kind = fields.pop("type")
-        if json:
-            emit_json(
-                {
-                    "seq": seq,
-                    "ts": envelope.ts,
-                    "actor": envelope.actor,
-                    "type": kind,
-                    "event": fields,
-                }
-            )
-        else:
-            when = datetime.fromtimestamp(envelope.ts).astimezone().isoformat(timespec="seconds")
-            print(
-                f"{seq:>10}  {when}  {envelope.actor:<10} {kind}  "
-                f"{msgspec.json.encode(fields).decode()}"
-            )
+    with RecordProgress("reading", log_end(data_dir)) as bar:
+        tick = bar.callback
+        try:
+            for seq, envelope in events(log):
+                if tick is not None:
+                    tick(seq)
+                if not about_job(envelope):
+                    continue
+                found += 1
+                _print_event(seq, envelope.ts, envelope.actor, envelope.event, json)
+        except CorruptLogError as err:
+            warn(f"{err}; the history above ends before it")
+            raise typer.Exit(DAMAGE) from None
     if not found:
         raise LogError(f"no events about job {job_id!r}")
+
+
+def _print_event(seq: int, ts: float, actor: str, event: Any, json: bool) -> None:
+    fields: dict[str, Any] = msgspec.to_builtins(event)
+    kind = fields.pop("type")
+    if json:
+        emit_json({"seq": seq, "ts": ts, "actor": actor, "type": kind, "event": fields})
+    else:
+        print(f"{seq:>10}  {utc(ts)}  {actor:<10} {kind}  {msgspec.json.encode(fields).decode()}")
 
 
 def snapshot(directory: DirArg) -> None:
@@ -105,7 +157,8 @@ def snapshot(directory: DirArg) -> None:
         log = EventLog.open_readonly(data_dir.log)
         if log.last_seq == 0:
             raise LogError(f"the log at {data_dir.log} is empty: nothing to snapshot")
-        current, report = load_state(data_dir, log=log)
+        with RecordProgress("replaying", log.last_seq) as bar:
+            current, report = load_state(data_dir, log=log, on_record=bar.callback)
         path = write_snapshot(data_dir, current, log.checkpoint)
     finally:
         lock.release()

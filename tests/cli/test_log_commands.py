@@ -63,7 +63,12 @@ def test_verify_healthy(simulated: DataDir) -> None:
     assert body["healthy"] is True
     assert (body["records"], body["first_seq"], body["last_seq"]) == (EVENTS, 1, EVENTS)
     assert body["bytes"] == size
-    assert body["damage"] == [] and body["deep"] == []
+    assert body["damage"] == []
+    assert "deep" not in body, "deep findings are reported only when --deep ran"
+    deep = run_rewind("log", "verify", simulated.root, "--deep", "--json")
+    assert deep.returncode == 0
+    deep_body = msgspec.json.decode(deep.stdout)
+    assert deep_body["deep"] == [] and deep_body["healthy"] is True
     assert [Path(s["file"]).name for s in body["segments"]] == [SEGMENT]
     assert tree_digest(simulated.root) == before, "verify must never modify anything"
 
@@ -160,8 +165,11 @@ def test_verify_deep_catches_an_invariant_violation(sim: DataDir) -> None:
     as_json = run_rewind("log", "verify", sim.root, "--deep", "--json")
     assert as_json.returncode == 1
     body = msgspec.json.decode(as_json.stdout)
-    assert body["healthy"] is True and body["damage"] == []
+    assert body["healthy"] is False, "deep findings count toward health, as the exit code says"
+    assert body["damage"] == []
     assert body["deep"] and all(p.startswith(f"seq {EVENTS + 1}: ") for p in body["deep"])
+    shallow_json = msgspec.json.decode(run_rewind("log", "verify", sim.root, "--json").stdout)
+    assert shallow_json["healthy"] is True and "deep" not in shallow_json
 
 
 def test_verify_names_damage_in_an_older_segment(tmp_path: Path) -> None:
@@ -216,8 +224,18 @@ def test_dump_edges(simulated: DataDir) -> None:
     assert (past.returncode, past.stdout) == (0, "")
     one = run_rewind("log", "dump", simulated.root, "--from", 7, "--to", 7, "--json")
     assert [msgspec.json.decode(line)["seq"] for line in one.stdout.splitlines()] == [7]
-    empty = run_rewind("log", "dump", simulated.root, "--from", 9, "--to", 8)
+    assert past.stderr == f"rewind: note: the log holds no record from seq {EVENTS + 1} on\n"
+    empty = run_rewind("log", "dump", simulated.root, "--from", 10, "--to", 5)
     assert (empty.returncode, empty.stdout) == (0, "")
+    assert empty.stderr == "rewind: note: --to 5 is before --from 10: nothing to dump\n"
+    beyond = run_rewind("log", "dump", simulated.root, "--from", EVENTS - 1, "--to", EVENTS + 9)
+    assert beyond.returncode == 0
+    assert [int(line.split()[0]) for line in beyond.stdout.splitlines()] == [EVENTS - 1, EVENTS]
+    assert beyond.stderr == (
+        f"rewind: note: the log ends at seq {EVENTS}, before --to {EVENTS + 9}\n"
+    )
+    exact = run_rewind("log", "dump", simulated.root, "--from", EVENTS, "--to", EVENTS)
+    assert (exact.returncode, exact.stderr) == (0, ""), "a range inside the log needs no note"
 
 
 def test_dump_shows_undecodable_payloads_as_hex(tmp_path: Path) -> None:
@@ -245,7 +263,10 @@ def test_stat_multi_segment(tmp_path: Path) -> None:
     assert len(by_segment) >= 4
     as_json = run_rewind("log", "stat", data_dir.root, "--json")
     assert as_json.returncode == 0, as_json.stderr
-    rows = msgspec.json.decode(as_json.stdout)
+    body = msgspec.json.decode(as_json.stdout)
+    assert (body["healthy"], body["damage"], body["records"]) == (True, [], 500)
+    assert (body["first_seq"], body["last_seq"]) == (1, 500)
+    rows = body["segments"]
     assert [Path(r["file"]).name for r in rows] == sorted(by_segment)
     for row in rows:
         seqs = by_segment[Path(row["file"]).name]

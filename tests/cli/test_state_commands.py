@@ -4,7 +4,6 @@ CLI's error contract: one `rewind: error:` line on stderr, a non-zero exit, neve
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,7 @@ import msgspec
 import pytest
 
 from eventlog import EventLog
-from projections import Envelope, decode, encode_state
+from projections import SCHEMA_VERSION, Envelope, decode, encode_state
 from service.layout import DataDir
 from service.state_store import load_state
 from tests.cli.conftest import EVENTS, SEED
@@ -24,10 +23,12 @@ from tests.service.helpers import (
     fold,
     frames,
     history,
+    make_data_dir,
     run_rewind,
     tree_digest,
 )
 from tools.describe import as_dict
+from tools.state_summary import summary
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -37,10 +38,12 @@ def plain(value: Any) -> Any:
     return msgspec.json.decode(msgspec.json.encode(value))
 
 
-def state_json(data_dir: DataDir, *args: str | int, env: dict[str, str] | None = None) -> Any:
+def state_json(
+    data_dir: DataDir, *args: str | int, env: dict[str, str] | None = None, stderr: str = ""
+) -> Any:
     result = run_rewind("state", data_dir.root, *args, "--json", env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    assert result.stderr == stderr
     return msgspec.json.decode(result.stdout)
 
 
@@ -58,16 +61,30 @@ def test_state_at_the_end(simulated: DataDir, payloads: list[bytes]) -> None:
     assert body["state"] == plain(as_dict(fold(payloads)))
     assert body["load"]["events_replayed"] == EVENTS
     assert body["load"]["snapshot_seq"] is None
+    assert body["load"]["tail_damage"] is None
     text = run_rewind("state", simulated.root)
-    assert text.returncode == 0
-    assert json.loads(text.stdout) == body | {"load": json.loads(text.stdout)["load"]}
+    assert (text.returncode, text.stderr) == (0, "")
+    header, *lines = text.stdout.splitlines()
+    assert header.startswith(f"state at seq {EVENTS} ({EVENTS} events from seq 1, ")
+    assert lines == summary(fold(payloads))
+    assert len(lines) < 40, "a screenful, not the whole state"
 
 
-@pytest.mark.parametrize("at", [0, 1, 37, 1234, EVENTS, EVENTS + 500])
+@pytest.mark.parametrize("at", [0, 1, 37, 1234, EVENTS])
 def test_state_at_seq(simulated: DataDir, payloads: list[bytes], at: int) -> None:
     body = state_json(simulated, "--at", at)
-    assert body["seq"] == min(at, EVENTS)
+    assert body["seq"] == at
     assert body["state"] == plain(as_dict(fold(payloads, at)))
+
+
+def test_state_at_a_seq_past_the_end_says_so(simulated: DataDir, payloads: list[bytes]) -> None:
+    note = (
+        f"rewind: note: seq {EVENTS + 500} is past the log's end; "
+        f"showing the state at seq {EVENTS}\n"
+    )
+    body = state_json(simulated, "--at", EVENTS + 500, stderr=note)
+    assert body["seq"] == EVENTS
+    assert body["state"] == plain(as_dict(fold(payloads)))
 
 
 def _iso(ts: float) -> str:
@@ -221,9 +238,32 @@ def test_history_job(simulated: DataDir, envelopes: list[Envelope]) -> None:
     lines = text.stdout.splitlines()
     assert [int(line.split()[0]) for line in lines] == seqs
     for line, row in zip(lines, rows, strict=True):
-        when = datetime.fromisoformat(line.split()[1])
-        assert abs(when.timestamp() - row["ts"]) < 1
+        printed = line.split()[1]
+        assert printed.endswith("Z"), "UTC, the zone --at assumes"
+        when = datetime.fromisoformat(printed)
+        assert when.utcoffset() == timedelta(0)
+        assert 0 <= when.timestamp() - row["ts"] < 2e-6
         assert row["type"] in line
+    for zone in ("America/New_York", "Asia/Kolkata"):
+        elsewhere = run_rewind("history", "job", simulated.root, job_id, env={"TZ": zone})
+        assert elsewhere.stdout == text.stdout, f"the machine's zone ({zone}) must not matter"
+
+
+def test_a_time_printed_by_history_selects_that_event_in_state_at(
+    simulated: DataDir, envelopes: list[Envelope]
+) -> None:
+    """Copying a time from `history` into `--at` gives the state right after that event (or
+    after a later one stamped within the same microsecond), never the state before it."""
+    job_id = _busy_job(envelopes)
+    text = run_rewind("history", "job", simulated.root, job_id, env={"TZ": "Asia/Tokyo"})
+    printed = [(int(line.split()[0]), line.split()[1]) for line in text.stdout.splitlines()]
+    for seq, when in printed[:: max(1, len(printed) // 4)]:
+        moment = datetime.fromisoformat(when).timestamp()
+        later = (k for k, env in enumerate(envelopes, start=1) if env.ts > moment)
+        expected = next(later, len(envelopes) + 1) - 1
+        assert expected >= seq
+        got = state_json(simulated, "--at", when, env={"TZ": "America/New_York"})["seq"]
+        assert got == expected, (seq, when)
 
 
 def test_history_job_includes_its_webhooks_and_cleanups(
@@ -304,19 +344,91 @@ def test_unknown_job(simulated: DataDir) -> None:
     assert "job-nope" in line
 
 
-def test_corrupt_log_is_one_line_everywhere(sim: DataDir) -> None:
+def _jobs_spanning(envelopes: list[Envelope], seq: int) -> str:
+    """A job with events naming it both before and after `seq`."""
+    seqs: dict[str, list[int]] = {}
+    for position, envelope in enumerate(envelopes, start=1):
+        job_id = getattr(envelope.event, "job_id", None)
+        if isinstance(job_id, str):
+            seqs.setdefault(job_id, []).append(position)
+    return next(job for job, found in sorted(seqs.items()) if found[0] < seq < found[-1])
+
+
+def test_damage_in_the_newest_segment(
+    sim: DataDir, payloads: list[bytes], envelopes: list[Envelope]
+) -> None:
+    """Whatever needs the records from the damage on fails (exit 1, one line naming file,
+    offset and seq); whatever comes before it keeps working, with a warning naming the same."""
     target = frames(sim.log)[900]
+    assert target.seq == 901 and target.segment == max(f.segment for f in frames(sim.log))
     flip_bit(target.segment, target.offset + 20, 4)
     before = tree_digest(sim.root)
-    for args in (
-        ("state",),
-        ("log", "dump"),
-        ("history", "job"),
-        ("snapshot",),
-    ):
-        full = [*args[:2], str(sim.root)] if args[0] == "log" else [args[0], str(sim.root)]
-        if args[0] == "history":
-            full = ["history", "job", str(sim.root), "job-00000001"]
-        line = assert_one_error_line(run_rewind(*full))
-        assert str(target.segment) in line and f"seq {target.seq}" in line, line
+    where = (str(target.segment), f"at offset {target.offset} ", f"seq {target.seq}")
+
+    for args in (["state"], ["state", "--at", "950"], ["snapshot"]):
+        result = run_rewind(args[0], sim.root, *args[1:])
+        line = assert_one_error_line(result)
+        assert result.returncode == 1, line
+        assert all(part in line for part in where), line
+    hint = assert_one_error_line(run_rewind("state", sim.root))
+    assert hint.endswith("seqs before 901 are intact: try --at 900")
+
+    intact = run_rewind("state", sim.root, "--at", 900, "--json")
+    assert intact.returncode == 0, intact.stderr
+    body = msgspec.json.decode(intact.stdout)
+    assert body["seq"] == 900 and body["state"] == plain(as_dict(fold(payloads, 900)))
+    assert all(part in body["load"]["tail_damage"] for part in where)
+    [warning] = intact.stderr.splitlines()
+    assert warning.startswith("rewind: warning: corrupt log: ")
+    assert all(part in warning for part in where)
+
+    dumped = run_rewind("log", "dump", sim.root, "--from", 890, "--to", 900)
+    assert dumped.returncode == 0, dumped.stderr
+    assert [int(line.split()[0]) for line in dumped.stdout.splitlines()] == list(range(890, 901))
+    [warning] = dumped.stderr.splitlines()
+    assert warning.startswith("rewind: warning: ") and all(part in warning for part in where)
+
+    everything = run_rewind("log", "dump", sim.root, "--json")
+    assert everything.returncode == 1
+    rows = [msgspec.json.decode(line) for line in everything.stdout.splitlines()]
+    assert [row["seq"] for row in rows] == list(range(1, 901))
+    [warning] = everything.stderr.splitlines()
+    assert warning.startswith("rewind: warning: ") and all(part in warning for part in where)
+
+    job_id = _jobs_spanning(envelopes, 901)
+    story = run_rewind("history", "job", sim.root, job_id, "--json")
+    assert story.returncode == 1
+    seqs = [msgspec.json.decode(line)["seq"] for line in story.stdout.splitlines()]
+    assert seqs and max(seqs) < 901
+    [warning] = story.stderr.splitlines()
+    assert warning.startswith("rewind: warning: ") and all(part in warning for part in where)
     assert tree_digest(sim.root) == before
+
+
+UNDECODABLE = {
+    "garbage": b"\x00\x01raw",
+    "empty": b"",
+    "newer schema": msgspec.msgpack.encode(
+        [SCHEMA_VERSION + 1, 1_800_000_000.0, "system", None, {"type": "job.teleported"}]
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNDECODABLE))
+def test_an_undecodable_event_is_named_by_seq_and_log(
+    tmp_path: Path, envelopes: list[Envelope], kind: str
+) -> None:
+    good = history(400, SEED)
+    data_dir = make_data_dir(tmp_path / "d", [*good[:250], UNDECODABLE[kind], *good[250:]])
+    job_id = _jobs_spanning(envelopes[:400], 251)
+    for args in (["state"], ["snapshot"], ["history", "job"]):
+        extra = [job_id] if args[0] == "history" else []
+        result = run_rewind(*args, data_dir.root, *extra)
+        line = assert_one_error_line(result)
+        assert result.returncode == 1, line
+        assert "seq 251" in line and str(data_dir.log) in line, line
+    assert not data_dir.snapshots.exists()
+    before = run_rewind("state", data_dir.root, "--at", 250, "--json")
+    assert before.returncode == 0 and msgspec.json.decode(before.stdout)["seq"] == 250
+    deep = run_rewind("log", "verify", data_dir.root, "--deep")
+    assert deep.returncode == 1 and "invariant: seq 251: cannot apply event" in deep.stdout
