@@ -80,10 +80,11 @@ def _job(current: State, job_id: str) -> Job:
     found = current.jobs.get(job_id)
     if found is not None:
         return found
-    deleted = current.jobs.deleted.get(job_id)
-    if deleted is not None:
+    purged = current.jobs.purged.get(job_id)
+    if purged is not None:
         raise LogError(
-            f"job {job_id} was deleted at seq {deleted}; --at {deleted - 1} shows it before"
+            f"job {job_id} was purged from the state at seq {purged} (it had been deleted); "
+            f"--at {purged - 1} shows it before"
         )
     raise LogError(f"no job {job_id!r} in the state at seq {current.last_seq}")
 

@@ -14,7 +14,8 @@ import msgspec
 
 from projections import State
 from projections.events import BatchPhase
-from projections.jobs import Job, JobStatus
+from projections.jobs import Job
+from projections.lifecycle import JobStatus
 from tools.describe import as_dict
 from tools.output import utc
 
@@ -31,7 +32,7 @@ def job_lines(job_id: str, job: Job) -> list[str]:
     """One job, one field per line; nested values as compact JSON."""
     lines = [f"job {job_id}"]
     for name, value in as_dict(job).items():
-        if name.endswith("_ts") and isinstance(value, float):
+        if (name.endswith("_at") or name == "deadline") and isinstance(value, float):
             shown = utc(value)
         elif isinstance(value, str | int | float):
             shown = str(value)
@@ -42,25 +43,28 @@ def job_lines(job_id: str, job: Job) -> list[str]:
 
 
 def _jobs(state: State) -> list[str]:
-    statuses = (job.status for job in state.jobs.by_id.values())
+    live = [job for job in state.jobs.by_id.values() if not job.deleted]
+    deleted = len(state.jobs.by_id) - len(live)
+    statuses = (job.status for job in live)
     return [
-        f"jobs: {len(state.jobs.by_id)} ({_counts(statuses, get_args(JobStatus))}); "
-        f"{len(state.jobs.deleted)} deleted"
+        f"jobs: {len(live)} ({_counts(statuses, get_args(JobStatus))}); "
+        f"{deleted} deleted, {len(state.jobs.purged)} purged"
     ]
 
 
 def _queue(state: State) -> list[str]:
-    entries = state.queue.entries
+    entries = state.jobs.queue
     return [f"queue: {len(entries)} queued{_heads(entries)}"]
 
 
 def _locks(state: State) -> list[str]:
-    held, waits = state.locks.held, state.waits.queues
+    held, waits = state.locks.held, state.jobs.waits
     lines = [f"locks: {len(held)} held, {sum(map(len, waits.values()))} jobs waiting"]
     for repo in sorted(held.keys() | {repo for repo, queue in waits.items() if queue}):
         lock = held.get(repo)
         holder = (
-            f"held by {lock.job_id} (generation {lock.generation}, since seq {lock.seq})"
+            f"held by {lock.holder} ({lock.kind}, generation {lock.generation}, "
+            f"since seq {lock.seq})"
             if lock
             else "free"
         )
@@ -74,7 +78,7 @@ def _batches(state: State) -> list[str]:
     phases = (batch.phase for batch in active)
     return [
         f"batches: {len(active)} active ({_counts(phases, get_args(BatchPhase))}), "
-        f"{state.batches.ended} ended"
+        f"{state.batches.formed} formed in all"
     ]
 
 
@@ -115,14 +119,16 @@ def _repos(state: State) -> list[str]:
 
 
 def _users(state: State) -> list[str]:
-    return [f"users: {len(state.users.users)}, tokens: {len(state.users.tokens)}"]
+    return [f"users: {len(state.users.by_id)}, tokens: {len(state.users.tokens)}"]
 
 
 def _server(state: State) -> list[str]:
-    life = state.lifecycle
-    status = f"up since seq {life.boot_seq}" if life.up else "down"
-    crashes = f" (the last seen at seq {life.crash_seqs[-1]})" if life.crash_seqs else ""
-    return [f"server: {status}; {life.boots} boots, {life.crashes} crashes{crashes}"]
+    server = state.server
+    status = f"up since seq {server.boot_seq}" if server.up else "down"
+    if server.recovering:
+        status += ", recovering"
+    crashes = f" (the last seen at seq {server.crash_seqs[-1]})" if server.crash_seqs else ""
+    return [f"server: {status}; {server.boots} boots, {len(server.crash_seqs)} crashes{crashes}"]
 
 
 _LINES: tuple[Callable[[State], list[str]], ...] = (

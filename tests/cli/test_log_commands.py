@@ -13,7 +13,7 @@ import pytest
 from eventlog import EventLog
 from projections import decode, encode
 from projections.envelope import make
-from projections.events import LockAcquired
+from projections.events import JobCompleted
 from service.layout import DataDir
 from tests.cli.conftest import EVENTS
 from tests.service.helpers import (
@@ -151,7 +151,7 @@ def _append_events(data_dir: DataDir, payloads: list[bytes]) -> None:
 
 def test_verify_deep_catches_an_invariant_violation(sim: DataDir) -> None:
     assert run_rewind("log", "verify", sim.root, "--deep").returncode == 0
-    ghost = LockAcquired(repo="api", job_id="job-does-not-exist", generation=10**6)
+    ghost = JobCompleted(job_id="job-does-not-exist", at=1_800_000_000.0)
     _append_events(sim, [encode(make(ghost, ts=1_800_000_000.0, actor="system"))])
     shallow = run_rewind("log", "verify", sim.root)
     assert shallow.returncode == 0, "the frames are intact; only --deep can tell"

@@ -19,7 +19,7 @@ from service.layout import DataDir
 from tests.service.helpers import assert_one_error_line, fold, history, run_rewind
 from tools.state_summary import HEAD, job_lines, summary
 
-JOBS_LINE = re.compile(r"^jobs: (\d+) \((.*)\); (\d+) deleted$")
+JOBS_LINE = re.compile(r"^jobs: (\d+) \((.*)\); (\d+) deleted, (\d+) purged$")
 
 
 def _events(n: int, seed: int) -> list[Envelope]:
@@ -40,16 +40,18 @@ def test_summary_agrees_with_the_events(n: int, seed: int) -> None:
     lines = summary(state)
     types = _types(envelopes)
     created, deleted = types.count("job.created"), types.count("job.deleted")
+    purged = types.count("job.purged")
 
     jobs = JOBS_LINE.match(lines[0])
     assert jobs is not None, lines[0]
     assert int(jobs.group(1)) == created - deleted
-    assert int(jobs.group(3)) == deleted
+    assert int(jobs.group(3)) == deleted - purged
+    assert int(jobs.group(4)) == purged
     counted = [int(part.split()[0]) for part in jobs.group(2).split(", ") if part != "none"]
     assert sum(counted) == created - deleted
 
     queue = next(line for line in lines if line.startswith("queue: "))
-    queued = list(state.queue.entries)
+    queued = list(state.jobs.queue)
     assert queue.startswith(f"queue: {len(queued)} queued")
     for job_id in queued[:HEAD]:
         assert job_id in queue
@@ -59,7 +61,7 @@ def test_summary_agrees_with_the_events(n: int, seed: int) -> None:
     locks = next(line for line in lines if line.startswith("locks: "))
     assert locks.startswith(f"locks: {len(state.locks.held)} held")
     for repo, lock in state.locks.held.items():
-        assert any(line.startswith(f"  {repo}: held by {lock.job_id} ") for line in lines)
+        assert any(line.startswith(f"  {repo}: held by {lock.holder} ") for line in lines)
     boots = types.count("server.started")
     assert lines[-1].startswith("server: ") and f"; {boots} boots" in lines[-1]
     assert len(lines) <= 10 + 6, "a screenful: one line per area, one per repository"
@@ -70,30 +72,29 @@ def test_job_lines_print_times_in_utc(simulated: DataDir, payloads: list[bytes])
     job_id, job = next(iter(state.jobs.by_id.items()))
     lines = job_lines(job_id, job)
     assert lines[0] == f"job {job_id}"
-    created = next(line for line in lines if line.startswith("  created_ts: "))
-    stamp = created.removeprefix("  created_ts: ")
-    assert stamp.endswith("Z")
-    assert 0 <= datetime.fromisoformat(stamp).timestamp() - job.created_ts < 2e-6
+    enqueued = next(line for line in lines if line.startswith("  enqueued_at: "))
+    stamp = enqueued.removeprefix("  enqueued_at: ")
+    assert stamp.endswith("Z") and job.enqueued_at is not None
+    assert 0 <= datetime.fromisoformat(stamp).timestamp() - job.enqueued_at < 2e-6
     text = run_rewind("state", simulated.root, "--job", job_id)
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines()[1:] == lines
 
 
-def test_a_deleted_job_says_when(tmp_path: Path) -> None:
-    """The README tour once asked for job-00000013, which this history deletes at seq 5882."""
+def test_a_purged_job_says_when(tmp_path: Path) -> None:
+    """A deleted job leaves the state after its retention: asking for it says when, and how
+    to see it before."""
     events = 6000
     root = tmp_path / "d"
     assert run_rewind("simulate", root, "--events", events).returncode == 0
-    payloads = history(events, 1)
-    state = fold(payloads)
-    assert state.jobs.deleted["job-00000013"] == 5882
-    job_id, deleted_at = "job-00000013", 5882
+    state = fold(history(events, 1))
+    job_id, purged_at = next(iter(state.jobs.purged.items()))
     line = assert_one_error_line(run_rewind("state", root, "--job", job_id))
     assert line == (
-        f"rewind: error: job {job_id} was deleted at seq {deleted_at}; "
-        f"--at {deleted_at - 1} shows it before"
+        f"rewind: error: job {job_id} was purged from the state at seq {purged_at} "
+        f"(it had been deleted); --at {purged_at - 1} shows it before"
     )
-    before = run_rewind("state", root, "--at", deleted_at - 1, "--job", job_id)
+    before = run_rewind("state", root, "--at", purged_at - 1, "--job", job_id)
     assert before.returncode == 0 and before.stdout.splitlines()[1] == f"job {job_id}"
     never = assert_one_error_line(run_rewind("state", root, "--job", "job-nope"))
     assert never == f"rewind: error: no job 'job-nope' in the state at seq {events}"
