@@ -65,3 +65,21 @@ def demo_repo(server: RewindServer, where: Path, name: str = "demo") -> str:
     with server.client() as client:
         register(client, name, git_repo(where / f"{name}-src"))
     return name
+
+
+@contextmanager
+def explained(server: RewindServer) -> Iterator[None]:
+    """A failing assertion inside says what the server's log and output held at that moment
+    (a crash test that fails once in a hundred runs must be diagnosable from that one run)."""
+    try:
+        yield
+    except AssertionError as err:
+        try:
+            rows = log_events(server.data_dir)
+            history = "\n".join(f"{r['seq']:>6} {r['type']} {r['event']}" for r in rows[-60:])
+        except Exception as read_error:  # the report must not hide the failure itself
+            history = f"(log unreadable: {read_error})"
+        output = server.output()[-4000:]
+        raise AssertionError(
+            f"{err}\n--- last events ---\n{history}\n--- server output ---\n{output}"
+        ) from err

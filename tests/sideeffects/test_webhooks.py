@@ -23,7 +23,7 @@ import pytest
 
 from service.webhooks import WebhookVerificationError, verify
 from tests.effects.receiver import Answer, Received, Receiver, closed_port, running_receiver
-from tests.sideeffects.helpers import demo_repo, log_events, of_job, serving
+from tests.sideeffects.helpers import demo_repo, explained, log_events, of_job, serving
 from tests.support.server import RewindServer, wait_for, wait_terminal
 
 SCHEDULE = [0.2, 0.2]
@@ -121,11 +121,13 @@ def test_the_delivery_is_signed_names_the_finished_job_and_only_comes_after_it(
 ) -> None:
     job_id, secret = create(client, "--print hi --sleep 1 --exit 3", receiver.url)
     assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) >= 24
+    deadline = time.monotonic() + 60
     while True:
         heard = len(receiver.requests)  # before the status: a request then means "not ended"
         if client.get(f"/jobs/{job_id}").json()["status"] in ("failed", "completed"):
             break
         assert heard == 0, "a receiver heard of a job that had not ended"
+        assert time.monotonic() < deadline, "the job did not end"
         time.sleep(0.05)
     job = wait_terminal(client, job_id)
     assert settled(client, job_id, "delivered", "gave_up")["status"] == "delivered"
@@ -278,16 +280,32 @@ def test_private_targets_are_refused_when_the_config_forbids_them(tmp_path: Path
             assert not list((server.data_dir / "secrets").glob("*")), "a refused secret was kept"
 
 
-def test_an_attempt_cut_by_kill_9_is_sent_again_with_the_same_webhook_id(
+def test_kill_9_while_the_job_runs_then_mid_attempt_delivers_once_same_webhook_id(
     tmp_path: Path, receiver: Receiver
 ) -> None:
+    """Killed while the job runs: the restarted server re-attaches it and says nothing until
+    it ends. Killed again while the receiver holds the first attempt (started, no outcome):
+    the next start sends it again under the same webhook-id."""
     receiver.answer(Answer(200, delay=120.0))  # the first request hangs until the test ends
-    with serving(tmp_path / "data", callback_schedule=SCHEDULE) as server:
+    with serving(tmp_path / "data", callback_schedule=SCHEDULE) as server, explained(server):
         demo_repo(server, tmp_path)
         with server.client() as client:
-            job_id, secret = create(client, "--exit 0", receiver.url)
+            job_id, secret = create(client, "--lines 16 --interval 0.5 --exit 0", receiver.url)
+            wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "running")
+        server.kill()
+        server.start()
+        with server.client() as client:
+            deadline = time.monotonic() + 60
+            while True:
+                heard = len(receiver.requests)
+                if client.get(f"/jobs/{job_id}").json()["status"] == "completed":
+                    break
+                assert heard == 0, "a receiver heard of a job that had not ended"
+                assert time.monotonic() < deadline, "the job did not end"
+                time.sleep(0.05)
         wait_for(lambda: receiver.requests)
         rows = log_events(server.data_dir)
+        assert "job.reattached" in [r["type"] for r in of_job(rows, job_id)]
         assert [r["type"] for r in rows if r["type"].startswith("callback.attempt")] == [
             "callback.attempt-started"
         ], "the attempt is in flight: started, no outcome"
