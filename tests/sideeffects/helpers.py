@@ -12,6 +12,9 @@ from eventlog import EventLog
 from tests.support.server import RewindServer, git_repo, register, wait_for
 from tools.describe import describe
 
+STARTED: list[RewindServer] = []
+"""Every server ``serving`` started, so a failing test's report can show their logs."""
+
 
 def log_events(data_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
     """Every decoded event of the data directory's log (seq, type, event, ...), oldest first;
@@ -52,7 +55,9 @@ def serving(
     data_dir: Path, *, env: Mapping[str, str] | None = None, **settings: Any
 ) -> Iterator[RewindServer]:
     """A started server on ``data_dir``; killed when the block ends, whatever happened."""
-    server = RewindServer(data_dir, env=env, **settings).start()
+    server = RewindServer(data_dir, env=env, **settings)
+    STARTED.append(server)
+    server.start()
     try:
         yield server
     finally:
@@ -67,19 +72,12 @@ def demo_repo(server: RewindServer, where: Path, name: str = "demo") -> str:
     return name
 
 
-@contextmanager
-def explained(server: RewindServer) -> Iterator[None]:
-    """A failing assertion inside says what the server's log and output held at that moment
-    (a crash test that fails once in a hundred runs must be diagnosable from that one run)."""
+def explain(server: RewindServer) -> str:
+    """What the server's log and output held: a crash test that fails once in a hundred runs
+    must be diagnosable from that one run."""
     try:
-        yield
-    except AssertionError as err:
-        try:
-            rows = log_events(server.data_dir)
-            history = "\n".join(f"{r['seq']:>6} {r['type']} {r['event']}" for r in rows[-60:])
-        except Exception as read_error:  # the report must not hide the failure itself
-            history = f"(log unreadable: {read_error})"
-        output = server.output()[-4000:]
-        raise AssertionError(
-            f"{err}\n--- last events ---\n{history}\n--- server output ---\n{output}"
-        ) from err
+        rows = log_events(server.data_dir)
+        history = "\n".join(f"{r['seq']:>6} {r['type']} {r['event']}"[:300] for r in rows[-80:])
+    except Exception as err:  # the report must not hide the failure itself
+        history = f"(log unreadable: {err})"
+    return f"--- last events ---\n{history}\n--- server output ---\n{server.output()[-4000:]}"

@@ -23,7 +23,7 @@ import pytest
 
 from service.webhooks import WebhookVerificationError, verify
 from tests.effects.receiver import Answer, Received, Receiver, closed_port, running_receiver
-from tests.sideeffects.helpers import demo_repo, explained, log_events, of_job, serving
+from tests.sideeffects.helpers import demo_repo, log_events, of_job, serving
 from tests.support.server import RewindServer, wait_for, wait_terminal
 
 SCHEDULE = [0.2, 0.2]
@@ -287,7 +287,7 @@ def test_kill_9_while_the_job_runs_then_mid_attempt_delivers_once_same_webhook_i
     it ends. Killed again while the receiver holds the first attempt (started, no outcome):
     the next start sends it again under the same webhook-id."""
     receiver.answer(Answer(200, delay=120.0))  # the first request hangs until the test ends
-    with serving(tmp_path / "data", callback_schedule=SCHEDULE) as server, explained(server):
+    with serving(tmp_path / "data", callback_schedule=SCHEDULE) as server:
         demo_repo(server, tmp_path)
         with server.client() as client:
             job_id, secret = create(client, "--lines 16 --interval 0.5 --exit 0", receiver.url)
