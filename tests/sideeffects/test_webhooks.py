@@ -270,14 +270,30 @@ def test_private_targets_are_refused_when_the_config_forbids_them(tmp_path: Path
     with serving(tmp_path / "data", callback_forbid_private=True) as server:
         demo_repo(server, tmp_path)
         with server.client() as client:
-            for url in ("http://127.0.0.1:9/hook", "http://localhost:9/hook", "http://[::1]/"):
+            for url in (
+                "http://127.0.0.1:9/hook",
+                "http://localhost:9/hook",
+                "http://[::1]/",
+                "http://127.1/",
+                "http://[::ffff:127.0.0.1]/",
+                "http://169.254.169.254/latest/meta-data",
+                "http://10.1.2.3/",
+            ):
                 answer = client.post(
                     "/jobs",
                     json={"prompt": "--exit 0", "repository": "demo", "callbacks": [{"url": url}]},
                 )
                 assert answer.status_code == 422, (url, answer.text)
+                assert "non-public" in answer.json()["detail"], answer.text
             assert client.get("/jobs").json()["jobs"] == []
             assert not list((server.data_dir / "secrets").glob("*")), "a refused secret was kept"
+            # The control: a public address is accepted (the job is never started, so nothing
+            # is ever sent there).
+            public = {"url": "http://93.184.216.34/hook"}
+            accepted = client.post(
+                "/jobs", json={"prompt": "--exit 0", "repository": "demo", "callbacks": [public]}
+            )
+            assert accepted.status_code == 201, accepted.text
 
 
 def test_kill_9_while_the_job_runs_then_mid_attempt_delivers_once_same_webhook_id(
