@@ -28,13 +28,20 @@ from tests.support.server import RewindServer, wait_for, wait_terminal
 
 SCHEDULE = [0.2, 0.2]
 """Retries 0.2 s apart: with the first attempt, three attempts before giving up."""
+TOTAL_TIMEOUT = 1.0
+"""callback_total_timeout of the shared server: a receiver silent longer is timed out."""
 TERMINAL_EVENTS = {"job.completed", "job.failed", "job.timed-out", "job.cancelled", "job.lost"}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RewindServer]:
     root = tmp_path_factory.mktemp("webhooks")
-    with serving(root / "data", callback_schedule=SCHEDULE) as started:
+    with serving(
+        root / "data",
+        callback_schedule=SCHEDULE,
+        callback_connect_timeout=1.0,
+        callback_total_timeout=TOTAL_TIMEOUT,
+    ) as started:
         demo_repo(started, root)
         yield started
 
@@ -205,6 +212,36 @@ def test_a_5xx_is_retried_under_the_same_webhook_id(
         "callback.attempt-succeeded",
     ]
     assert_only_after_the_end(server, job_id)
+
+
+def test_a_429_is_retried_no_sooner_than_its_retry_after(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    receiver.answer(Answer(429, headers={"retry-after": "1"}))
+    job_id, _ = create(client, "--exit 0", receiver.url)
+    found = settled(client, job_id, "delivered", "gave_up")
+    assert found["status"] == "delivered"
+    first, second = found["attempts"]
+    assert first["status"] == 429
+    assert first["nextRetryAt"] - first["startedAt"] >= 1.0, "Retry-After: 1 not honoured"
+    assert second["startedAt"] >= first["nextRetryAt"] - 0.05
+    assert {r.headers["webhook-id"] for r in receiver.requests} == {found["webhookId"]}
+
+
+def test_a_receiver_silent_past_the_total_timeout_is_retried(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    receiver.answer(Answer(200, delay=10 * TOTAL_TIMEOUT))  # accepts, then says nothing
+    job_id, secret = create(client, "--exit 0", receiver.url)
+    found = settled(client, job_id, "delivered", "gave_up")
+    assert found["status"] == "delivered"
+    first, second = found["attempts"]
+    assert first["status"] is None and "timed out" in first["error"]
+    assert second["succeeded"]
+    assert len(receiver.requests) == 2
+    assert {r.headers["webhook-id"] for r in receiver.requests} == {found["webhookId"]}
+    for request in receiver.requests:
+        assert_authentic(secret, request)
 
 
 def test_a_4xx_is_not_retried_and_a_manual_retry_sends_it_again(
