@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,4 +180,51 @@ def test_deleting_a_running_job_stops_it_then_removes_everything(
     assert not workspace(server, job_id).exists()
     assert not (server.data_dir / "runs" / job_id).exists()
     assert client.get(f"/jobs/{job_id}").status_code == 404
+    assert (archive(server, job_id) / "untracked.tar").is_file()
+
+
+def chattr(flag: str, *paths: Path) -> None:
+    """Set or clear the immutable flag: even root cannot delete an immutable file."""
+    argv = ["chattr", flag, *map(str, paths)]
+    done = subprocess.run(argv, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(
+            f"chattr {flag} failed ({done.stderr.strip()}): this test needs a filesystem with "
+            "the immutable attribute (ext4, xfs, btrfs) and CAP_LINUX_IMMUTABLE",
+            pytrace=False,
+        )
+
+
+def test_a_cleanup_that_fails_is_recorded_and_retried_with_backoff(
+    server: RewindServer, client: httpx.Client
+) -> None:
+    """An immutable file makes the removal fail: ``cleanup.failed`` with the error and a retry
+    time, no retry before it; once the file can go, the retry finishes the cleanup."""
+    job_id = submit(
+        client,
+        "--write new.txt=untracked-by-agent --sleep 1.5 --exit 0",
+        "demo",
+        options={"autoCleanup": True},
+    )
+    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "running")
+    stuck = workspace(server, job_id) / "README.md"
+    chattr("+i", stuck)
+    try:
+        wait_terminal(client, job_id)
+        failed = wait_event(server.data_dir, "cleanup.failed", path=f"workspaces/{job_id}")
+        assert "README.md" in failed["event"]["error"], failed
+        assert failed["event"]["next_retry_at"] >= failed["ts"] + 1.0, "no backoff"
+        time.sleep(1.0)
+        types = cleanup_events(server, f"workspaces/{job_id}")
+        assert types.count("cleanup.failed") == 1, f"retried before its time: {types}"
+    finally:
+        for left in server.data_dir.glob("workspaces/*/README.md"):
+            chattr("-i", left)
+        for left in server.data_dir.glob("workspaces/.*/README.md"):
+            chattr("-i", left)
+    wait_event(server.data_dir, "cleanup.completed", path=f"workspaces/{job_id}", timeout=60)
+    types = cleanup_events(server, f"workspaces/{job_id}")
+    assert types == ["cleanup.marked", "cleanup.archived", "cleanup.failed", "cleanup.completed"]
+    assert not workspace(server, job_id).exists()
+    assert [p.name for p in (server.data_dir / "workspaces").iterdir() if job_id in p.name] == []
     assert (archive(server, job_id) / "untracked.tar").is_file()
