@@ -10,7 +10,9 @@ directory under ``staging/`` that no job in the state owns is removed by the sta
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -138,3 +140,38 @@ def test_the_startup_sweep_removes_staging_no_job_owns(
     with server.client() as fresh:
         report = fresh.get("/api/admin/recovery").json()["latest"]
     assert report["orphans_removed"] >= 2
+
+
+def chattr(flag: str, path: Path) -> None:
+    done = subprocess.run(["chattr", flag, str(path)], check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(
+            f"chattr {flag} failed ({done.stderr.strip()}): this test needs a filesystem with "
+            "the immutable attribute (ext4, xfs, btrfs) and CAP_LINUX_IMMUTABLE",
+            pytrace=False,
+        )
+
+
+def test_an_orphan_that_cannot_be_removed_does_not_keep_the_server_down(
+    server: RewindServer,
+) -> None:
+    """One undeletable leftover must not stop recovery: the server starts, runs jobs, and the
+    sweep removes the leftover once it can (here: at the next start)."""
+    server.kill()
+    stuck = server.data_dir / "staging" / "job-stuck000000000"
+    stuck.mkdir(parents=True)
+    (stuck / "left.txt").write_bytes(b"immutable")
+    chattr("+i", stuck / "left.txt")
+    try:
+        server.start()
+        with server.client() as client:
+            job_id = submit(client, "--print alive --exit 0", "demo")
+            assert wait_terminal(client, job_id)["status"] == "completed"
+    finally:
+        for left in (server.data_dir / "staging").glob("*job-stuck*/left.txt"):
+            chattr("-i", left)
+    server.kill()
+    server.start()
+    assert not any("job-stuck" in p.name for p in (server.data_dir / "staging").iterdir())
+    removed = [row["event"]["resource_id"] for row in log_events(server.data_dir, "orphan.removed")]
+    assert str(stuck) in removed
