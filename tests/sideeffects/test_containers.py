@@ -140,6 +140,29 @@ def _all_removed(server: RewindServer) -> bool:
     ) == kinds.count("network.removed")
 
 
+def test_a_removal_that_fails_is_recorded_and_retried(
+    server: RewindServer, docker_api: DockerAPI, gate: DockerGate
+) -> None:
+    """The Docker API drops the removal call: ``resource.removal-failed`` with the error and
+    a retry time; the retry removes the container, then the network."""
+    gate.hold("DELETE")
+    with server.client() as client:
+        job_id = with_sidecar(client, docker_api.image)
+        wait_terminal(client, job_id)
+    assert gate.held.wait(60), "the server never tried to remove the sidecar"
+    assert b"/containers/" in gate.held_line
+    gate.drop()
+    created = wait_event(server.data_dir, "container.created", job_id=job_id)["event"]
+    failed = wait_event(
+        server.data_dir, "resource.removal-failed", resource_id=created["container_id"]
+    )
+    assert failed["event"]["kind"] == "container" and failed["event"]["error"]
+    assert failed["event"]["next_retry_at"] >= failed["ts"] + 1.0, "no backoff"
+    wait_event(server.data_dir, "container.removed", container_id=created["container_id"])
+    wait_for(lambda: not labelled_for(docker_api.gateway, server_id(server), job_id))
+    assert_removed(server, docker_api.gateway, job_id)
+
+
 def test_the_startup_sweep_removes_labelled_orphans_and_nothing_else(
     server: RewindServer, docker_api: DockerAPI
 ) -> None:
