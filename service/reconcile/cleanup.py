@@ -14,7 +14,7 @@ from service.git import GitError
 from service.reconcile.loop import record
 from service.runtime import Runtime
 from service.testhooks import pause_point
-from service.trees import remove_tree
+from service.trees import TreeRemovalError, remove_tree
 
 
 async def start_cleanups(rt: Runtime) -> None:
@@ -37,7 +37,7 @@ async def clean(rt: Runtime, path: str) -> None:
                 await record(rt, RecordArchived(path=path, archive=f"archive/{job_id}"))
             await pause_point("cleanup.archived", root)
         await anyio.to_thread.run_sync(remove_tree, target)
-    except (OSError, GitError) as err:
+    except (OSError, GitError, TreeRemovalError) as err:
         await record(rt, FinishCleanup(path=path, error=str(err)))
         return
     await pause_point("cleanup.removed", root)

@@ -145,10 +145,12 @@ async def start_sidecars(rt: Runtime, job: Job) -> str | None:
         return f"sidecars need a Docker API: {rt.docker_error}"
     tags = labels(job.job_id, rt.server_id)
     name = f"rewind-{job.job_id}"
+    what = f"network {name!r}"  # what failed, for the job's reason
     try:
         network = await anyio.to_thread.run_sync(docker.create_network, name, tags)
         await record(rt, RecordNetwork(job_id=job.job_id, network_id=network, name=name))
         for sidecar in job.spec.options.sidecars:
+            what = f"sidecar {sidecar.name!r}"
             container_name = f"{name}-{sidecar.name}"
             container = await anyio.to_thread.run_sync(
                 functools.partial(
@@ -172,9 +174,9 @@ async def start_sidecars(rt: Runtime, job: Job) -> str | None:
             )
             await anyio.to_thread.run_sync(docker.start_container, container)
     except ContainerStartError as err:
-        return f"sidecar could not start: {err}"
+        return f"{what} could not start: {err}"
     except DockerError as err:
-        return f"sidecar could not be created: {err}"
+        return f"{what} could not be created: {err}"
     return None
 
 

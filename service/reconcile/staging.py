@@ -4,6 +4,7 @@ the state knows (an upload whose recording a crash cut short)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import anyio
@@ -13,6 +14,9 @@ from projections.events import StagingRemoval
 from service.reconcile.loop import record
 from service.runtime import Runtime
 from service.staging_files import list_staging_dirs, remove_staging
+from service.trees import TreeRemovalError
+
+log = logging.getLogger("rewind")
 
 
 async def start_staging_sweeps(rt: Runtime) -> None:
@@ -44,7 +48,11 @@ async def sweep_orphans(rt: Runtime) -> int:
     ):
         if directory in known:
             continue
-        await anyio.to_thread.run_sync(remove_staging, directory)
+        try:
+            await anyio.to_thread.run_sync(remove_staging, directory)
+        except TreeRemovalError as err:  # one stuck leftover must not stop recovery
+            log.warning("orphan staging %s not removed (next sweep retries): %s", directory, err)
+            continue
         owner = job_id if job_id in rt.state.jobs.by_id else None
         await record(rt, RecordOrphan(kind="staging", resource_id=str(directory), job_id=owner))
         removed += 1
