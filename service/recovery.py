@@ -26,6 +26,7 @@ from service.reconcile.loop import record
 from service.reconcile.watching import Outcomes, follow, take_over
 from service.runtime import Runtime
 from service.state_store import LoadReport
+from service.testhooks import pause_point
 
 log = logging.getLogger("rewind")
 
@@ -45,6 +46,7 @@ async def recover(rt: Runtime, opened: Recovery, loaded: LoadReport) -> Recovery
         phases[name] = time.perf_counter() - started
         return result
 
+    await pause_point("recovery.started", rt.data_dir.root)
     await timed("processes", functools.partial(_take_over_processes, outcomes=outcomes))
     locks = await timed("locks", _release_stale_locks)
     degraded = await timed("repositories", _check_repositories)

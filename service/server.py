@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +96,11 @@ def open_data_dir(data_dir: DataDir) -> Opened:
     return Opened(data_dir, event_log, state, event_log.recovery, loaded)
 
 
-def build_app(opened: Opened, config: Config, base_url: str) -> Litestar:
+def build_app(
+    opened: Opened, config: Config, base_url: str, stop: Callable[[str], None]
+) -> Litestar:
+    """The app; ``stop(reason)`` is called when the server's background work dies."""
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with (
@@ -107,7 +111,7 @@ def build_app(opened: Opened, config: Config, base_url: str) -> Litestar:
         ):
             rt = await _runtime(opened, config, base_url, http, Tasks(group))
             app.state.runtime = rt
-            group.start_soon(_run, rt, opened)
+            group.start_soon(_run_or_stop, rt, opened, stop)
             try:
                 yield
             finally:
@@ -227,6 +231,16 @@ async def _run(rt: Runtime, opened: Opened) -> None:
             group.start_soon(run_forever, rt, name, one_pass, every)
 
 
+async def _run_or_stop(rt: Runtime, opened: Opened, stop: Callable[[str], None]) -> None:
+    """A server whose recovery or reconcilers died must not linger unready: it stops, and
+    exits non-zero so that a supervisor restarts it."""
+    try:
+        await _run(rt, opened)
+    except Exception as err:
+        log.exception("the server's background work failed; stopping")
+        stop(f"{type(err).__name__}: {err}")
+
+
 async def _sweeps(rt: Runtime) -> None:
     await staging.sweep_orphans(rt)
     await sidecars.sweep_orphans(rt)
@@ -253,7 +267,13 @@ def serve(data_dir: Path, host: str, port: int, config: Config) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     opened = open_data_dir(DataDir.at(data_dir.absolute()))
     base_url = f"http://{host}:{port}"
-    app = build_app(opened, config, base_url)
+    fatal: list[str] = []
+
+    def stop(reason: str) -> None:
+        fatal.append(reason)
+        server.should_exit = True
+
+    app = build_app(opened, config, base_url, stop)
     print(f"rewind: serving {data_dir} on {base_url} (API schema at {base_url}/schema)", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -261,5 +281,8 @@ def serve(data_dir: Path, host: str, port: int, config: Config) -> None:
         )
     )
     server.run()
+    if fatal:
+        print(f"rewind: error: the server stopped: {fatal[0]}", file=sys.stderr, flush=True)
+        sys.exit(3)
     if not server.started:
         sys.exit(2)

@@ -1,9 +1,9 @@
-"""Pause points, so crash tests can SIGKILL the server at an exact step of an effect.
+"""Fault points, so tests can stop or break the server at an exact step.
 
-Set ``REWIND_PAUSE_AT`` to a comma-separated list of point names (``cleanup.archived``, ...):
-when the server reaches one, it creates ``<data dir>/paused/<name>`` and stops there for
-good, as if frozen, until the test kills it. Unset (always, in production), a pause point
-costs one dict lookup.
+``REWIND_PAUSE_AT``, a comma-separated list of point names (``cleanup.archived``, ...): when
+the server reaches one, it creates ``<data dir>/paused/<name>`` and stops there for good, as
+if frozen, until the test kills it. ``REWIND_FAIL_AT``: the step raises instead. Unset
+(always, in production), a point costs one set lookup.
 """
 
 from __future__ import annotations
@@ -16,9 +16,16 @@ import anyio
 from eventlog import atomic_write, fsutil
 
 _POINTS = frozenset(filter(None, os.environ.get("REWIND_PAUSE_AT", "").split(",")))
+_FAILURES = frozenset(filter(None, os.environ.get("REWIND_FAIL_AT", "").split(",")))
+
+
+class InjectedFailureError(RuntimeError):
+    """Raised at a point named in REWIND_FAIL_AT."""
 
 
 async def pause_point(name: str, data_root: Path) -> None:
+    if name in _FAILURES:
+        raise InjectedFailureError(f"failure injected at {name}")
     if name not in _POINTS:
         return
     marker = data_root / "paused" / name

@@ -171,11 +171,19 @@ def _port(url: httpx.URL) -> int:
 
 def _is_public(address: str) -> bool:
     """Global unicast only: loopback, private, link-local (cloud metadata), CGNAT, reserved,
-    multicast and unspecified are refused; an IPv4-mapped IPv6 address is judged as IPv4."""
+    multicast and unspecified are refused; an IPv6 address that embeds an IPv4 one (mapped,
+    6to4, NAT64) is judged by the IPv4 address it reaches."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _is_public(str(embedded))
     return ip.is_global and not ip.is_multicast
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 def _check_public(host: str, addresses: list[str]) -> None:

@@ -40,12 +40,14 @@ async def remove(rt: Runtime, path: str, reason: StagingRemoval) -> None:
 
 
 async def sweep_orphans(rt: Runtime) -> int:
-    """Directories under ``staging/`` that no recorded staging names; returns how many."""
+    """Directories under ``staging/`` that no recorded staging names; returns how many.
+
+    The state is read after the listing: an upload's staging is recorded before its directory
+    is made, so a directory listed here is known by then unless it is really an orphan."""
+    found = await anyio.to_thread.run_sync(list_staging_dirs, rt.data_dir.staging)
     known = {rt.path(path) for path in rt.state.staging.dirs}
     removed = 0
-    for job_id, directory, _ in await anyio.to_thread.run_sync(
-        list_staging_dirs, rt.data_dir.staging
-    ):
+    for job_id, directory, _ in found:
         if directory in known:
             continue
         try:

@@ -18,6 +18,7 @@ from typing import Final
 
 import anyio
 
+from eventlog import CorruptFileError
 from projections.commands import MarkLost, Reattach, RecordExit, RecordProcessStarted, TimeOutJob
 from projections.jobs import Job
 from projections.lifecycle import STOPPING
@@ -64,6 +65,18 @@ async def take_over(rt: Runtime, job_id: str, outcomes: Outcomes) -> ProcessIden
     if job is None or job.run_dir is None or job.terminal:
         return None
     run_dir = rt.path(job.run_dir)
+    try:
+        return await _take_over(rt, job, run_dir, outcomes)
+    except CorruptFileError as err:  # one damaged run directory costs one job, not the server
+        await record(rt, MarkLost(job_id=job_id, reason=f"its run directory is damaged: {err}"))
+        outcomes.lost += 1
+        return None
+
+
+async def _take_over(
+    rt: Runtime, job: Job, run_dir: Path, outcomes: Outcomes
+) -> ProcessIdentity | None:
+    job_id = job.job_id
     if job.process is None:
         found = read_identity(run_dir)
         if found is None:
@@ -79,9 +92,11 @@ async def take_over(rt: Runtime, job_id: str, outcomes: Outcomes) -> ProcessIden
                 boot_id=found.boot_id,
             ),
         )
-        job = rt.state.jobs.get(job_id)
-        if job is None or job.process is None:
+        recorded = rt.state.jobs.get(job_id)
+        if recorded is None or recorded.process is None:
             return None
+        job = recorded
+    assert job.process is not None
     identity = ProcessIdentity(job.process.pid, job.process.start_time, job.process.boot_id)
     if job_id in rt.launched:
         return identity

@@ -120,3 +120,13 @@ def test_an_agent_alive_but_silent_is_killed_and_lost(tmp_path: Path) -> None:
         assert client.get("/api/admin/recovery").json()["latest"]["jobs_lost"] == 1
     wait_for(lambda: not is_alive(identity), timeout=10)
     server.stop()
+
+
+def test_a_server_whose_recovery_fails_exits_instead_of_lingering(tmp_path: Path) -> None:
+    """Recovery raises (a fault injected at its start): the server must stop with a non-zero
+    exit and say why, not stay up unready for ever."""
+    data_dir = tmp_path / "data"
+    server = RewindServer(data_dir, env={"REWIND_FAIL_AT": "recovery.started"}).start(wait=False)
+    assert server.process is not None
+    assert server.process.wait(timeout=60) == 3
+    assert "rewind: error: the server stopped: InjectedFailureError" in server.output()
