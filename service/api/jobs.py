@@ -34,7 +34,7 @@ from service.api.problems import ApiError
 from service.api.views import job_out, visible_job
 from service.paths import UnsafePathError, list_dir, open_inside, resolve_inside
 from service.runtime import Runtime
-from service.staging_files import BadFilenameError, StagedFileTooLargeError, stage_file
+from service.staging_files import BadFilenameError, sanitize_filename, stage_file
 from service.webhooks import CallbackURLError, new_secret, secret_key, validate_url
 
 OUTPUT_CHUNK = 1 << 20
@@ -140,30 +140,39 @@ async def upload_files(request: Request[Any, Any, Any], job_id: str) -> list[Fil
     uploads = [part for part in parts if hasattr(part, "filename")]
     if not uploads:
         raise ApiError(422, "no_files", "no multipart part named 'file' holds a file")
+    contents = [(upload.filename, await upload.read()) for upload in uploads]
+    for name, content in contents:
+        _check_upload(name, content, rt.config.upload_max_bytes)
     path = staging_path(job_id)
     await rt.engine.execute(c.StartStaging(job_id=job_id, path=path), actor=user.user_id)
     stored: list[FileOut] = []
-    for upload in uploads:
-        content = await upload.read()
-        try:
-            staged = await anyio.to_thread.run_sync(
-                stage_file,
-                rt.data_dir.staging,
-                job_id,
-                upload.filename,
-                content,
-                rt.config.upload_max_bytes,
-            )
-        except BadFilenameError as err:
-            raise ApiError(422, "bad_filename", str(err)) from None
-        except StagedFileTooLargeError as err:
-            raise ApiError(413, "too_large", str(err)) from None
+    for name, content in contents:
+        staged = await anyio.to_thread.run_sync(
+            stage_file,
+            rt.data_dir.staging,
+            job_id,
+            name,
+            content,
+            rt.config.upload_max_bytes,
+        )
         await rt.engine.execute(
             c.StageFile(job_id=job_id, name=staged.name, size=staged.size, sha256=staged.sha256),
             actor=user.user_id,
         )
         stored.append(FileOut(name=staged.name, size=staged.size, sha256=staged.sha256))
     return stored
+
+
+def _check_upload(name: str, content: bytes, max_bytes: int) -> None:
+    """Every part of an upload is judged before any is staged: one bad part refuses the
+    whole upload and stages nothing."""
+    try:
+        clean = sanitize_filename(name)
+    except BadFilenameError as err:
+        raise ApiError(422, "bad_filename", str(err)) from None
+    if len(content) > max_bytes:
+        too_big = f"{clean} is {len(content)} bytes, over the limit of {max_bytes} bytes"
+        raise ApiError(413, "too_large", too_big)
 
 
 @post("/jobs/{job_id:str}/start", status_code=200)
