@@ -245,7 +245,9 @@ async def get_job(request: Request[Any, Any, Any], job_id: str) -> JobOut:
     return job_out(rt.state, visible_job(rt.state, user, job_id))
 
 
-@get("/jobs/{job_id:str}/output", media_type="application/octet-stream")
+# no media type on the route: Litestar lets it override a stream's own, and the event stream
+# must be text/event-stream; the plain answer names its own (application/octet-stream)
+@get("/jobs/{job_id:str}/output")
 async def job_output(
     request: Request[Any, Any, Any], job_id: str, offset: int = 0, follow: bool = False
 ) -> Response[bytes] | ServerSentEvent:
