@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -476,3 +477,30 @@ def test_users_see_only_their_own_jobs_and_an_admin_sees_all(world: World) -> No
     assert dave.get(f"/jobs/{job}").json()["owner"] == created.json()["id"]
     assert_problem(dave.get(world.url("/jobs/{mine}")), 404)
     assert admin.post(f"/jobs/{job}/cancel").json()["status"] == "cancelled"
+
+
+def test_concurrent_requests_with_one_key_make_one_job(world: World) -> None:
+    body = {"prompt": "--print burst", "repository": "spare", "agent": "fake"}
+    before = len(fingerprint(world.admin)[1])
+
+    def post(_: int) -> httpx.Response:
+        with world.server.client() as client:
+            return client.post("/jobs", json=body, headers={"Idempotency-Key": "burst"})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(16)))
+    assert {a.status_code for a in answers} == {201}
+    ids = {a.json()["id"] for a in answers}
+    assert len(ids) == 1
+    assert len(fingerprint(world.admin)[1]) == before + 1
+    assert world.admin.post(f"/jobs/{ids.pop()}/cancel").status_code == 200
+
+
+def test_a_removed_users_token_is_401(world: World) -> None:
+    credentials = {"username": "eve", "password": "eve-pw-123"}
+    assert world.admin.post("/users", json=credentials).status_code == 201
+    eve = world.server.client(world.anonymous.post("/auth/login", json=credentials).json()["token"])
+    assert eve.get("/jobs").status_code == 200
+    assert world.admin.delete("/users/eve").status_code == 200
+    assert_problem(eve.get("/jobs"), 401)
+    refused(world, world.anonymous, "POST", "/auth/login", 401, json=credentials)
