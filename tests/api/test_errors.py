@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.api.helpers import (
     assert_problem,
@@ -257,15 +260,20 @@ def test_other_bodies_of_the_wrong_shape_are_422(world: World, url: str, body: A
     refused(world, world.admin, "POST", url, 422, json=body)
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=ten", "cursor=abc"])
-def test_bad_list_parameters_are_4xx(world: World, query: str) -> None:
-    answer = world.admin.get(f"/jobs?{query}")
-    assert_problem(answer, answer.status_code)
-    assert answer.status_code in (400, 422), answer.text
-
-
-def test_negative_output_offset_is_422(world: World) -> None:
-    refused(world, world.admin, "GET", "/jobs/{done}/output?offset=-1", 422)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/jobs?limit=0",
+        "/jobs?limit=501",
+        "/jobs?limit=ten",
+        "/jobs?cursor=abc",
+        "/jobs/{done}/output?offset=-1",
+        "/jobs/{done}/output?offset=abc",
+        "/jobs/{done}/output?follow=maybe",
+    ],
+)
+def test_bad_query_parameters_are_422(world: World, url: str) -> None:
+    refused(world, world.admin, "GET", url, 422)
 
 
 @pytest.mark.parametrize(
@@ -282,6 +290,44 @@ def test_a_callback_url_that_is_not_http_is_422(world: World, url: str) -> None:
     kept = sorted(secrets.iterdir()) if secrets.exists() else []
     refused(world, world.admin, "POST", "/jobs", 422, json=body)
     assert (sorted(secrets.iterdir()) if secrets.exists() else []) == kept, "a secret was kept"
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.text(
+        alphabet=st.sampled_from(
+            ["a", ".", "/", "\\", "\x00", " ", "é", "\u0301", "~", "\u202e", "\t"]
+        ),
+        max_size=12,
+    )
+)
+def test_no_upload_name_writes_outside_its_staging_directory(world: World, name: str) -> None:
+    """Whatever the name: refused with nothing written, or one file directly in the job's
+    staging directory under its normalized name, and nothing else anywhere changed."""
+    outside = world.server.data_dir.parent
+    before = _tree(outside)
+    answer = world.admin.post(
+        world.url("/jobs/{created}/files"),
+        content=multipart([(name.encode(), b"x")]),
+        headers=multipart_headers(),
+    )
+    after = _tree(outside)
+    if answer.status_code == 201:
+        (stored,) = answer.json()
+        assert stored["name"] == unicodedata.normalize("NFC", name).strip()
+        directory = f"data/staging/{world.ids['created']}"
+        place = f"{directory}/{stored['name']}"
+        assert after - before <= {place, directory, "data/staging"}, after - before
+        assert (outside / place).read_bytes() == b"x"
+    else:
+        assert_problem(answer, 422)
+        assert after == before
 
 
 def _staged(world: World, job: str) -> list[str]:
