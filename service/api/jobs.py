@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import secrets
@@ -281,8 +282,11 @@ async def _follow(
             while data := await anyio.to_thread.run_sync(
                 read_output, rt.path(job.run_dir), offset, OUTPUT_CHUNK
             ):
-                offset += len(data)
-                text = data.decode(errors="replace")
+                last = ended and len(data) < OUTPUT_CHUNK
+                text, used = _whole_characters(data, final=last)
+                if not used:
+                    break
+                offset += used
                 yield ServerSentEventMessage(
                     event="output",
                     data=msgspec.json.encode({"offset": offset, "text": text}).decode(),
@@ -296,6 +300,15 @@ async def _follow(
             )
             return
         await rt.engine.wait_change(0.5)
+
+
+def _whole_characters(data: bytes, *, final: bool) -> tuple[str, int]:
+    """The text of the whole UTF-8 characters in ``data`` and the bytes they take. A character
+    cut by the end of a read waits for the next read (decoded alone, each half would become
+    U+FFFD); the end of an ended job's output (``final``) is decoded whole."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text = decoder.decode(data, final=final)
+    return text, len(data) - len(decoder.getstate()[0])
 
 
 @get(["/jobs/{job_id:str}/files", "/jobs/{job_id:str}/files/{path:path}"])

@@ -212,3 +212,20 @@ def test_staged_files_reach_the_workspace_and_the_prompt(served: Served) -> None
     assert admin.get(f"/jobs/{job}/files/files/data.csv").content == data
     assert (workspace / "files" / "notes.txt").read_bytes() == notes
     wait_for(lambda: not staging.exists())
+
+
+def test_follow_never_cuts_a_character_in_two(served: Served) -> None:
+    """The server reads the output in 1 MiB pieces; a two-byte character straddles the first
+    boundary (the agent writes 1 MiB less one byte, a process it spawned writes the rest a
+    second later). Each event's text is whole characters, its offset where the next begins."""
+    late = "--sleep 1 --print 'é — ünïcode ✓'"
+    job, _ = _finished(served, f'--bytes {(1 << 20) - 1} --spawn "{late}" --sleep 2')
+    events = _follow(served.admin, job)
+    outputs = [data for kind, data in events if kind == "output"]
+    text = "".join(data["text"] for data in outputs)
+    assert "\ufffd" not in text
+    assert text == "x" * ((1 << 20) - 1) + "é — ünïcode ✓\n"
+    consumed = 0
+    for data in outputs:
+        consumed += len(data["text"].encode())
+        assert data["offset"] == consumed
