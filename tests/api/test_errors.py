@@ -320,7 +320,9 @@ def test_no_upload_name_writes_outside_its_staging_directory(world: World, name:
     after = _tree(outside)
     if answer.status_code == 201:
         (stored,) = answer.json()
-        assert stored["name"] == unicodedata.normalize("NFC", name).strip()
+        # the multipart parser shortens a Windows path (C:\\x\\a) to its last part, as IE sent it
+        assert stored["name"] not in (".", "..") and "/" not in stored["name"], stored
+        assert unicodedata.normalize("NFC", name).strip().endswith(stored["name"])
         directory = f"data/staging/{world.ids['created']}"
         place = f"{directory}/{stored['name']}"
         assert after - before <= {place, directory, "data/staging"}, after - before
