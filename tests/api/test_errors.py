@@ -552,3 +552,17 @@ def test_a_removed_users_token_is_401(world: World) -> None:
     assert world.admin.delete("/users/eve").status_code == 200
     assert_problem(eve.get("/jobs"), 401)
     refused(world, world.anonymous, "POST", "/auth/login", 401, json=credentials)
+
+
+def test_the_nothing_changed_check_sees_changes(world: World) -> None:
+    """The fingerprint every refusal is judged by is not blind: an accepted upload and a new
+    job each change it."""
+    before = fingerprint(world.admin)
+    staged = world.admin.post(
+        world.url("/jobs/{created}/files"), files={"file": ("seen.txt", b"seen")}
+    )
+    assert staged.status_code == 201
+    after_upload = fingerprint(world.admin)
+    assert after_upload != before
+    submit(world.admin, "--print seen", "spare", start=False)
+    assert fingerprint(world.admin) != after_upload
