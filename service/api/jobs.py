@@ -276,6 +276,13 @@ async def _follow(
     rt: Runtime, user: User, job_id: str, offset: int
 ) -> AsyncIterator[ServerSentEventMessage]:
     while True:
+        found = rt.state.jobs.get(job_id)
+        if found is None or found.deleted:  # deleted while followed: ended, not cut off
+            yield ServerSentEventMessage(
+                event="end",
+                data=msgspec.json.encode({"status": "deleted", "exitCode": None}).decode(),
+            )
+            return
         job = visible_job(rt.state, user, job_id)
         ended = job.terminal
         if job.run_dir is not None:

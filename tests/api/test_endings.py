@@ -4,6 +4,7 @@ whole process group is gone afterwards, and the end is what the API and the log 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,3 +91,24 @@ def test_cancelling_a_queued_or_created_job_ends_it_at_once(served: Served) -> N
     assert admin.post(f"/jobs/{created}/cancel").json()["status"] == "cancelled"
     assert admin.get(f"/jobs/{created}/output").content == b""
     assert_problem(admin.post(f"/jobs/{created}/start"), 409)
+
+
+def test_a_followed_job_deleted_midway_ends_its_stream_cleanly(served: Served) -> None:
+    """The stream ends with an `end` event, as for any other ending, not cut off."""
+    admin = served.admin
+    job, _ = _running(served, "--lines 100 --interval 0.1")
+    seen: list[tuple[str, Any]] = []
+    kind = ""
+    with (
+        served.server.client() as follower,
+        follower.stream("GET", f"/jobs/{job}/output", params={"follow": "1"}) as answer,
+    ):
+        for line in answer.iter_lines():
+            if line.startswith("event:"):
+                kind = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                seen.append((kind, json.loads(line.removeprefix("data:"))))
+                if len(seen) == 1:
+                    assert admin.delete(f"/jobs/{job}").status_code == 202
+    assert seen[0][0] == "output"
+    assert seen[-1] == ("end", {"status": "deleted", "exitCode": None}), seen[-3:]
