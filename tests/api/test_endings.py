@@ -43,6 +43,7 @@ def _running(served: Served, prompt: str, **body: Any) -> tuple[str, int]:
     printed `ready`; its process group id (the wrapper's pid)."""
     job = submit(served.admin, f"{prompt} --print ready", "demo", **body)
     wait_for(lambda: served.admin.get(f"/jobs/{job}/output").text.startswith("ready"))
+    wait_for(lambda: served.admin.get(f"/jobs/{job}").json()["status"] == "running")
     events = served.admin.get(f"/jobs/{job}/events").json()
     pid: int = next(e["event"]["pid"] for e in events if e["type"] == "job.process-started")
     assert procfs.group_members(pid), "the agent's group runs"
