@@ -80,8 +80,10 @@ def _validate_scp_like(url: str, authority: str, path: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Every `scheme://user:secret@` credential in `text` replaced by `***`."""
-    return re.sub(r"(://[^/@\s:]*:)[^/@\s]*@", r"\1***@", text)
+    """Every `scheme://user:secret@` credential in `text` replaced by `***`, and the user of
+    `https://user@`, which is a token there (`https://<token>@github.com/...`)."""
+    text = re.sub(r"(://[^/@\s:]*:)[^/@\s]*@", r"\1***@", text)
+    return re.sub(r"(https://)[^/@\s:]+@", r"\1***@", text)
 
 
 def validate_branch(branch: str) -> str:

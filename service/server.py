@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import httpx
 import uvicorn
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
@@ -29,6 +29,7 @@ from projections import DomainError, State
 from projections import commands as c
 from service import __version__
 from service.api import jobs, ops, repos, users
+from service.api.deps import authenticated
 from service.api.problems import (
     ApiError,
     on_api_error,
@@ -128,7 +129,14 @@ def build_app(
             HTTPException: on_http_error,
             Exception: on_unexpected,
         },
-        openapi_config=OpenAPIConfig(title="rewind", version=__version__, path="/schema"),
+        guards=[authenticated],
+        openapi_config=OpenAPIConfig(
+            title="rewind",
+            version=__version__,
+            openapi_router=Router(
+                "/schema", route_handlers=[], include_in_schema=False, opt={"public": True}
+            ),
+        ),
         request_max_body_size=config.upload_max_bytes + 2**20,
         debug=False,
     )

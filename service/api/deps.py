@@ -6,6 +6,8 @@ import time
 from typing import Any
 
 from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 
 from projections.users import User
 from service.api.problems import ApiError
@@ -16,7 +18,7 @@ from service.runtime import Runtime
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
+def runtime_of(request: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         raise ApiError(503, "starting", "the server is starting", {"Retry-After": "1"})
@@ -46,7 +48,7 @@ def writable(rt: Runtime, method: str) -> None:
         )
 
 
-def caller(rt: Runtime, request: Request[Any, Any, Any]) -> User:
+def caller(rt: Runtime, request: ASGIConnection[Any, Any, Any, Any]) -> User:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -62,6 +64,17 @@ def caller(rt: Runtime, request: Request[Any, Any, Any]) -> User:
             401, "invalid_token", "the token is unknown or expired", {"WWW-Authenticate": "Bearer"}
         )
     return user
+
+
+def authenticated(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard of every route not marked ``opt={"public": True}``: the token is checked before
+    the body is read, so a caller without one learns nothing of the body's shape and cannot
+    make the server decode a large body. The handler checks again on settled state."""
+    if handler.opt.get("public"):
+        return
+    caller(runtime_of(connection), connection)
 
 
 def require_admin(user: User) -> None:

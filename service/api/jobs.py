@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import secrets
@@ -34,7 +35,7 @@ from service.api.problems import ApiError
 from service.api.views import job_out, visible_job
 from service.paths import UnsafePathError, list_dir, open_inside, resolve_inside
 from service.runtime import Runtime
-from service.staging_files import BadFilenameError, StagedFileTooLargeError, stage_file
+from service.staging_files import BadFilenameError, sanitize_filename, stage_file
 from service.webhooks import CallbackURLError, new_secret, secret_key, validate_url
 
 OUTPUT_CHUNK = 1 << 20
@@ -140,30 +141,39 @@ async def upload_files(request: Request[Any, Any, Any], job_id: str) -> list[Fil
     uploads = [part for part in parts if hasattr(part, "filename")]
     if not uploads:
         raise ApiError(422, "no_files", "no multipart part named 'file' holds a file")
+    contents = [(upload.filename, await upload.read()) for upload in uploads]
+    for name, content in contents:
+        _check_upload(name, content, rt.config.upload_max_bytes)
     path = staging_path(job_id)
     await rt.engine.execute(c.StartStaging(job_id=job_id, path=path), actor=user.user_id)
     stored: list[FileOut] = []
-    for upload in uploads:
-        content = await upload.read()
-        try:
-            staged = await anyio.to_thread.run_sync(
-                stage_file,
-                rt.data_dir.staging,
-                job_id,
-                upload.filename,
-                content,
-                rt.config.upload_max_bytes,
-            )
-        except BadFilenameError as err:
-            raise ApiError(422, "bad_filename", str(err)) from None
-        except StagedFileTooLargeError as err:
-            raise ApiError(413, "too_large", str(err)) from None
+    for name, content in contents:
+        staged = await anyio.to_thread.run_sync(
+            stage_file,
+            rt.data_dir.staging,
+            job_id,
+            name,
+            content,
+            rt.config.upload_max_bytes,
+        )
         await rt.engine.execute(
             c.StageFile(job_id=job_id, name=staged.name, size=staged.size, sha256=staged.sha256),
             actor=user.user_id,
         )
         stored.append(FileOut(name=staged.name, size=staged.size, sha256=staged.sha256))
     return stored
+
+
+def _check_upload(name: str, content: bytes, max_bytes: int) -> None:
+    """Every part of an upload is judged before any is staged: one bad part refuses the
+    whole upload and stages nothing."""
+    try:
+        clean = sanitize_filename(name)
+    except BadFilenameError as err:
+        raise ApiError(422, "bad_filename", str(err)) from None
+    if len(content) > max_bytes:
+        too_big = f"{clean} is {len(content)} bytes, over the limit of {max_bytes} bytes"
+        raise ApiError(413, "too_large", too_big)
 
 
 @post("/jobs/{job_id:str}/start", status_code=200)
@@ -236,7 +246,9 @@ async def get_job(request: Request[Any, Any, Any], job_id: str) -> JobOut:
     return job_out(rt.state, visible_job(rt.state, user, job_id))
 
 
-@get("/jobs/{job_id:str}/output", media_type="application/octet-stream")
+# no media type on the route: Litestar lets it override a stream's own, and the event stream
+# must be text/event-stream; the plain answer names its own (application/octet-stream)
+@get("/jobs/{job_id:str}/output")
 async def job_output(
     request: Request[Any, Any, Any], job_id: str, offset: int = 0, follow: bool = False
 ) -> Response[bytes] | ServerSentEvent:
@@ -264,14 +276,24 @@ async def _follow(
     rt: Runtime, user: User, job_id: str, offset: int
 ) -> AsyncIterator[ServerSentEventMessage]:
     while True:
+        found = rt.state.jobs.get(job_id)
+        if found is None or found.deleted:  # deleted while followed: ended, not cut off
+            yield ServerSentEventMessage(
+                event="end",
+                data=msgspec.json.encode({"status": "deleted", "exitCode": None}).decode(),
+            )
+            return
         job = visible_job(rt.state, user, job_id)
         ended = job.terminal
         if job.run_dir is not None:
             while data := await anyio.to_thread.run_sync(
                 read_output, rt.path(job.run_dir), offset, OUTPUT_CHUNK
             ):
-                offset += len(data)
-                text = data.decode(errors="replace")
+                last = ended and len(data) < OUTPUT_CHUNK
+                text, used = _whole_characters(data, final=last)
+                if not used:
+                    break
+                offset += used
                 yield ServerSentEventMessage(
                     event="output",
                     data=msgspec.json.encode({"offset": offset, "text": text}).decode(),
@@ -285,6 +307,15 @@ async def _follow(
             )
             return
         await rt.engine.wait_change(0.5)
+
+
+def _whole_characters(data: bytes, *, final: bool) -> tuple[str, int]:
+    """The text of the whole UTF-8 characters in ``data`` and the bytes they take. A character
+    cut by the end of a read waits for the next read (decoded alone, each half would become
+    U+FFFD); the end of an ended job's output (``final``) is decoded whole."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text = decoder.decode(data, final=final)
+    return text, len(data) - len(decoder.getstate()[0])
 
 
 @get(["/jobs/{job_id:str}/files", "/jobs/{job_id:str}/files/{path:path}"])

@@ -33,7 +33,7 @@ def _counts(rt: Runtime) -> dict[str, int]:
     return counts
 
 
-@get("/health")
+@get("/health", opt={"public": True})
 async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """No token needed. ``status``: recovering, ready or degraded (the log failed, or a
     repository is damaged); 503 when writes are refused. ``notes`` say what works with
@@ -68,7 +68,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if writable else 503)
 
 
-@get("/metrics", media_type="text/plain; version=0.0.4")
+@get("/metrics", media_type="text/plain; version=0.0.4", opt={"public": True})
 async def metrics(request: Request[Any, Any, Any]) -> str:
     rt = runtime_of(request)
     state = rt.state

@@ -54,7 +54,7 @@ async def remove_user(request: Request[Any, Any, Any], username: str) -> UserOut
     return UserOut(id=target.user_id, username=target.username, role=target.role)
 
 
-@post("/auth/login", status_code=200)
+@post("/auth/login", status_code=200, opt={"public": True})
 async def login(request: Request[Any, Any, Any], data: Login) -> TokenOut:
     rt = runtime_of(request)
     writable(rt, request.method)

@@ -20,6 +20,7 @@ from service.api.models import (
     SidecarIn,
 )
 from service.api.problems import ApiError
+from service.git_inputs import redact
 
 
 def visible_job(state: State, user: User, job_id: str) -> Job:
@@ -110,7 +111,7 @@ def repo_out(state: State, repo: Repo) -> RepoOut:
     settings = repo.settings
     return RepoOut(
         name=repo.name,
-        git_url=repo.spec.git_url,
+        git_url=redact(repo.spec.git_url),
         branch=repo.spec.branch,
         description=repo.spec.description,
         settings=RepoSettingsIn(

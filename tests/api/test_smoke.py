@@ -11,7 +11,9 @@ from tests.support.server import RewindServer, git_repo, register, submit, wait_
 def test_job_survives_kill_9_of_the_server(rewind_server: RewindServer, tmp_path: Path) -> None:
     client = rewind_server.client()
     register(client, "demo", git_repo(tmp_path / "src"))
-    job_id = submit(client, "--lines 6 --interval 0.5 --write out.txt=done", "demo")
+    # alive well past a restart (several seconds on a loaded 2-core machine): re-attached, not
+    # found finished
+    job_id = submit(client, "--lines 6 --interval 0.5 --write out.txt=done --sleep 6", "demo")
     wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "running")
     pid_before = client.get(f"/jobs/{job_id}/events").json()
     rewind_server.kill()
