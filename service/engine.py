@@ -82,11 +82,13 @@ class Engine:
         return events
 
     async def settled(self) -> None:
-        """Return once every event applied so far is durable (or raise if it never will be)."""
+        """Return once every event applied so far is durable (or raise if it never will be).
+
+        Checked again after each wait: other commands may have applied events while this one
+        waited, and the caller reads the state the moment this returns."""
         if self.failure is not None:
             raise EngineFailedError(f"the log failed: {self.failure}")
-        pending = self._last_append
-        if pending is not None and not pending.done():
+        while (pending := self._last_append) is not None and not pending.done():
             try:
                 await asyncio.shield(pending)
             except LogError as err:

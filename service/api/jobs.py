@@ -7,7 +7,7 @@ import functools
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 import anyio
 import msgspec
@@ -17,6 +17,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream
 from projections import commands as c
 from projections.decide.jobs import callback_id, staging_path
 from projections.events import Idempotency, Sidecar
+from projections.lifecycle import JobStatus
 from projections.users import User
 from service.agents.watch import read_output
 from service.api.deps import context
@@ -217,6 +218,10 @@ async def list_jobs(
     rt, user = await context(request)
     if not 1 <= limit <= 500:
         raise ApiError(422, "invalid_limit", "limit must be between 1 and 500")
+    if status is not None and status not in get_args(JobStatus):
+        raise ApiError(
+            422, "invalid_status", f"status {status!r} is not one of {get_args(JobStatus)}"
+        )
     try:
         before = int(cursor) if cursor else None
     except ValueError:

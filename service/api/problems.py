@@ -89,7 +89,12 @@ def on_validation(
 
 def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
-    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(status, "http_error")
+    code = {
+        400: "bad_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+    }.get(status, "http_error")
     return problem(status, code, str(exc.detail), request.url.path, exc.headers)
 
 

@@ -28,9 +28,12 @@ async def register_repo(request: Request[Any, Any, Any], data: NewRepo) -> RepoO
     require_admin(user)
     try:
         url = validate_url(data.git_url)
-        validate_branch(data.branch)
     except ValueError as err:
         raise ApiError(422, "invalid_git_url", str(err)) from None
+    try:
+        validate_branch(data.branch)
+    except ValueError as err:
+        raise ApiError(422, "invalid_branch", str(err)) from None
     await rt.engine.execute(
         c.RegisterRepo(
             repo=data.name,

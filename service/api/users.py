@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any, Final
 
@@ -15,6 +16,15 @@ from service.api.problems import ApiError
 from service.auth import check_password, hash_password, new_token, token_hash
 
 TOKEN_TTL: Final = 7 * 86400.0
+
+
+@functools.cache
+def _unknown_user() -> str:
+    """Checked when the user is unknown, so a login costs one scrypt either way and its timing
+    does not tell which usernames exist."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
 MIN_PASSWORD: Final = 8
 
 
@@ -59,7 +69,7 @@ async def login(request: Request[Any, Any, Any], data: Login) -> TokenOut:
     rt = runtime_of(request)
     writable(rt, request.method)
     user = rt.state.users.named(data.username)
-    stored = user.password_hash if user else None
+    stored = user.password_hash if user and user.password_hash else _unknown_user()
     if not await anyio.to_thread.run_sync(check_password, data.password, stored) or user is None:
         raise ApiError(401, "bad_credentials", "unknown user or wrong password")
     token = new_token()
