@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from litestar import Request, Response, get
 
-from projections.lifecycle import TERMINAL
+from projections.lifecycle import JobStatus
 from service.api.deps import context, runtime_of
 from service.api.problems import ApiError
 from service.metrics import Gauges
 from service.runtime import Runtime
 
-STATUSES = (
-    "created",
-    "queued",
-    "waiting",
-    "preparing",
-    "running",
-    "cancelling",
-    "deleting",
-    *sorted(TERMINAL),
-)
+STATUSES: tuple[str, ...] = get_args(JobStatus)
 
 
 def _counts(rt: Runtime) -> dict[str, int]:
