@@ -33,6 +33,8 @@ POSITIVE = (
     "generator_cpu_us_per_request",
     "rewind_cpu_us_per_create",
     "baseline_cpu_us_per_create",
+    "cpu_ratio_vs_baseline",
+    "generator_ceiling_per_s",
     "jobs_created",
 )
 
@@ -69,7 +71,8 @@ def test_short_run_json_keys_and_sanity(tmp_path: Path) -> None:
         >= 2 * max(result["creates_per_s"], result["baseline_per_s"])
     )
     assert result["clients"] == 8
-    assert len(result["creates_per_s_rounds"]) == len(result["baseline_per_s_rounds"]) == 1
+    for key in ("creates_per_s_rounds", "baseline_per_s_rounds", "generator_capacity_per_s_rounds"):
+        assert len(result[key]) == 1, key
     assert result["uvloop_installed"] and result["httptools_installed"]
     assert result["rewind_uses_uvloop"] is True
     assert result["rewind_uses_httptools"] is True
