@@ -226,7 +226,14 @@ def _measure(
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         server.check_alive()
         raise BenchError(f"load generator failed: {lines[-1] if lines else done.returncode}")
-    result = msgspec.json.decode(done.stdout, type=LoadResult)
+    try:
+        result = msgspec.json.decode(done.stdout, type=LoadResult)
+    except msgspec.DecodeError as err:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        raise BenchError(
+            f"load generator exited {done.returncode} without a result ({err}): "
+            f"{lines[-1] if lines else 'nothing on stderr'}"
+        ) from None
     if result.statuses != {str(status): result.requests} or result.requests == 0:
         raise BenchError(
             f"{server.name} {request['method']} {request['path']}: expected only {status}, got "
