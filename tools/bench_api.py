@@ -114,7 +114,13 @@ def run(
     """Measure for `seconds` per contender (split in `rounds`) under the scratch `directory`.
 
     Keys are stable (the CLI's --json and the tests rely on them); rates are per second,
-    latencies milliseconds, CPU costs microseconds per answer.
+    latencies milliseconds, CPU costs microseconds per answer. Beside the issue's keys:
+    ``*_cpu_us_per_create`` is a server's CPU time (all its threads) per answer and
+    ``cpu_ratio_vs_baseline`` the ratio those predict; ``generator_capacity_per_s`` is what the
+    generator drove against ``GET /ping`` and ``generator_headroom`` that over the faster create
+    rate; ``generator_ceiling_per_s`` is the rate its own CPU cost per request would allow on a
+    core of its own; ``*_uses_uvloop`` / ``*_uses_httptools`` say whether the server process
+    has those extensions loaded (None where /proc cannot tell).
     """
     per_run = seconds / rounds
     warmup = min(MAX_WARMUP, per_run / 2)
