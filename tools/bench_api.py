@@ -237,8 +237,9 @@ def _measure(
     except msgspec.DecodeError as err:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         raise BenchError(
-            f"load generator exited {done.returncode} without a result ({err}): "
-            f"{lines[-1] if lines else 'nothing on stderr'}"
+            f"load generator ({server.name} {request['method']} {request['path']}) exited "
+            f"{done.returncode} without a result ({err}; {len(done.stdout)} bytes, ending "
+            f"{done.stdout[-60:]!r}): {lines[-1] if lines else 'nothing on stderr'}"
         ) from None
     if result.statuses != {str(status): result.requests} or result.requests == 0:
         raise BenchError(
