@@ -8,6 +8,7 @@ reconcilers (agents keep running, detached), record ``server.stopping``, snapsho
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -66,6 +67,14 @@ from service.webhooks import Timeouts, new_client
 
 log = logging.getLogger("rewind")
 SWEEP_EVERY = 60.0
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between two young-generation collections (CPython's default is 700).
+
+Every job the server creates stays in the in-memory state, so each request leaves a dozen
+container objects alive; with the default the collector ran about every 60 creates, each run
+walking young objects that point into a large heap: under `rewind bench api` that was about
+40 us of CPU per create, some 40% of what rewind costs beyond the bare baseline. Collections
+are rarer now, not skipped: the older generations keep their thresholds."""
 
 
 @dataclass
@@ -273,6 +282,7 @@ async def _stop(rt: Runtime, opened: Opened) -> None:
 def serve(data_dir: Path, host: str, port: int, config: Config) -> None:
     """Run the server until SIGTERM / SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     opened = open_data_dir(DataDir.at(data_dir.absolute()))
     base_url = f"http://{host}:{port}"
     fatal: list[str] = []

@@ -1,4 +1,4 @@
-"""`rewind bench log|replay`: benchmarks whose every figure has a baseline from the same run."""
+"""`rewind bench log|replay|api`: benchmarks whose every figure has a baseline from the same run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tools import bench_log, bench_replay
+from tools import bench_api, bench_log, bench_replay
 from tools.exits import ERROR
 from tools.output import console, emit_json, fail
 
@@ -57,6 +57,34 @@ def replay(
         raise typer.Exit(ERROR) from None
 
 
+@app.command("api")
+def api(
+    seconds: Annotated[
+        float,
+        typer.Option("--seconds", help="Measured time per server (split in rounds).", min=0.2),
+    ] = 10.0,
+    clients: Annotated[
+        int, typer.Option("--clients", help="Concurrent keep-alive connections.", min=1)
+    ] = bench_api.DEFAULT_CLIENTS,
+    rounds: Annotated[
+        int, typer.Option("--rounds", help="Alternations of rewind and the baseline.", min=1)
+    ] = bench_api.DEFAULT_ROUNDS,
+    directory: ScratchOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Durable job creates/s of `rewind serve` vs a bare Litestar + EventLog endpoint."""
+    try:
+        _run(
+            lambda scratch: bench_api.run(seconds, scratch, clients=clients, rounds=rounds),
+            directory,
+            json,
+            bench_api.verdicts,
+        )
+    except bench_api.BenchError as err:
+        fail(str(err))
+        raise typer.Exit(ERROR) from None
+
+
 def _run(
     measure: Callable[[Path], dict[str, Any]],
     directory: Path | None,
@@ -70,7 +98,17 @@ def _run(
         emit_json(result)
         return
     for name, value in result.items():
-        shown = "-" if value is None else f"{value:,}"
+        shown = _shown(value)
         console.print(f"{name:<34} {shown:>14}", markup=False)
     for line in verdicts(result):
         console.print(line, markup=False)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return " ".join(_shown(item) for item in value)
+    return str(value)
