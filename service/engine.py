@@ -43,13 +43,16 @@ class Engine:
         self.metrics = Metrics()
         self.failure: BaseException | None = None
         self._last_append: asyncio.Future[list[int]] | None = None
-        self._changed = anyio.Event()
+        self._changed: asyncio.Event | None = None
+        self.version = 0
+        """Counts the commands that changed the state; a waiter compares it to what it saw."""
         self._next_seq = state.last_seq + 1
 
     async def execute(
         self, command: Command, *, actor: str = "system", request: str | None = None
     ) -> list[Event]:
-        """Decide ``command`` now and return its events once they are durable.
+        """Decide ``command`` now and return its events once they are durable (and with no
+        events, once everything it was decided on is durable).
 
         Raises ``DomainError`` (nothing happened), ``EngineFailedError`` (the log failed:
         the outcome of this and every pending command is unknown).
@@ -59,6 +62,7 @@ class Engine:
         now = self.clock()
         events = decide(self.state, command, now)
         if not events:
+            await self.settled()  # nothing to write, but the answer rests on what was read
             return events
         envelopes = [make(event, ts=now, actor=actor, request=request) for event in events]
         first = self._next_seq
@@ -67,8 +71,10 @@ class Engine:
         self._next_seq = first + len(envelopes)
         append = asyncio.ensure_future(self.log.append_many([encode(e) for e in envelopes]))
         self._last_append = append
-        self._changed.set()
-        self._changed = anyio.Event()
+        self.version += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
         started = time.perf_counter()
         try:
             seqs = await asyncio.shield(append)
@@ -94,8 +100,13 @@ class Engine:
             except LogError as err:
                 raise EngineFailedError(f"the log failed: {err}") from err
 
-    async def wait_change(self, timeout: float) -> None:
-        """Sleep until the state changes or ``timeout`` passes, whichever comes first."""
+    async def wait_change(self, timeout: float, since: int | None = None) -> None:
+        """Sleep until the state changes or ``timeout`` passes, whichever comes first; with
+        ``since`` (a ``version`` seen earlier), return at once if it has changed already."""
+        if since is not None and since != self.version:
+            return
+        if self._changed is None:
+            self._changed = asyncio.Event()
         with anyio.move_on_after(timeout):
             await self._changed.wait()
 

@@ -66,12 +66,15 @@ def caller(rt: Runtime, request: ASGIConnection[Any, Any, Any, Any]) -> User:
     return user
 
 
-def authenticated(
+async def authenticated(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """Guard of every route not marked ``opt={"public": True}``: the token is checked before
     the body is read, so a caller without one learns nothing of the body's shape and cannot
-    make the server decode a large body. The handler checks again on settled state."""
+    make the server decode a large body. The handler checks again on settled state.
+
+    A coroutine, because Litestar runs a plain function guard in a worker thread: a thread
+    hand-off per request, for a dict lookup."""
     if handler.opt.get("public"):
         return
     caller(runtime_of(connection), connection)
@@ -83,9 +86,12 @@ def require_admin(user: User) -> None:
 
 
 async def context(request: Request[Any, Any, Any]) -> tuple[Runtime, User]:
-    """The runtime and the authenticated caller, with the state settled (and writes refused
-    while recovering or after a log failure)."""
+    """The runtime and the authenticated caller; writes refused while recovering or after a
+    log failure. A read waits for the state to be settled; a write need not, because its
+    answer waits for its own events, and the log makes them durable only after everything
+    applied before them."""
     rt = runtime_of(request)
     writable(rt, request.method)
-    await settled(rt)
+    if request.method in READ_METHODS:
+        await settled(rt)
     return rt, caller(rt, request)

@@ -15,13 +15,20 @@ from service.runtime import Runtime
 log = logging.getLogger("rewind")
 
 Pass = Callable[[Runtime], Awaitable[None]]
+COALESCE = 0.02
+"""Seconds between the starts of two passes of one reconciler, at the least."""
 
 
 async def run_forever(rt: Runtime, name: str, one_pass: Pass, every: float | None = None) -> None:
     """Passes of ``one_pass`` for ever: on every change of the state (at least each
     ``reconcile_interval``), or, with ``every``, on that fixed period (for the sweeps whose
-    pass costs a walk over the whole state or a Docker API call)."""
+    pass costs a walk over the whole state or a Docker API call).
+
+    Passes are at least ``COALESCE`` apart: under a burst of commands one pass sees many
+    changes, instead of every reconciler waking for every command."""
     while True:
+        started = anyio.current_time()
+        seen = rt.engine.version
         try:
             await rt.engine.settled()
             await one_pass(rt)
@@ -31,7 +38,8 @@ async def run_forever(rt: Runtime, name: str, one_pass: Pass, every: float | Non
         except Exception:
             log.exception("%s pass failed; retrying", name)
         if every is None:
-            await rt.engine.wait_change(rt.config.reconcile_interval)
+            await anyio.sleep(max(0.0, started + COALESCE - anyio.current_time()))
+            await rt.engine.wait_change(rt.config.reconcile_interval, since=seen)
         else:
             await anyio.sleep(every)
 
