@@ -504,7 +504,7 @@ class EventLog:
                 return  # every durable record is read; what follows is a write in flight
             offset, next_seq = scan.good_end, scan.good_seq + 1
             successor = self.path / segment_name(next_seq)
-            if scan.clean and fs.exists(successor):
+            if scan.clean and next_seq != current and fs.exists(successor):
                 current, offset, retries = next_seq, SEGMENT_HEADER_SIZE, 0
                 continue
             later = _later_segment(fs, self.path, current)
