@@ -16,11 +16,17 @@ import msgspec
 
 from eventlog import fsutil
 from eventlog.atomic import atomic_write
-from eventlog.errors import LogError
+from eventlog.errors import CorruptLogError, LogError
 from eventlog.frame import FrameScan, Stop, data_end
 from eventlog.lock import DirLock
 from eventlog.log import EventLog
-from eventlog.segment import SEGMENT_HEADER_SIZE, check_header, list_segments
+from eventlog.segment import (
+    SEGMENT_HEADER_SIZE,
+    SegmentFile,
+    check_header,
+    encode_header,
+    list_segments,
+)
 from eventlog.snapshot import SnapshotStore
 from eventlog.vfs import REAL, FileSystem
 
@@ -79,34 +85,69 @@ def _truncate_after(
     target = segments[position]
     later = segments[position + 1 :]
     data = fs.read_file(target.path)
-    check_header(target.path, data, target.first_seq)
+    header_ok = _header_ok(target, data, seq)
     cut = SEGMENT_HEADER_SIZE
     if seq >= target.first_seq:
         cut = _offset_after(target.path, data, target.first_seq, seq, newest=not later)
-    kept = data_end(data, cut)
+    # what goes to the backup from the cut segment: [start, end); zeros after it are free space
+    start = cut if header_ok else 0
+    end = max(start, _written_end(data, target.first_seq) if header_ok else data_end(data, 0))
     backup = _Backup(log_dir, fs)
     moved = _move_snapshots(snapshots, seq, backup, fs) if snapshots is not None else []
-    if kept > cut:
-        atomic_write(backup.path() / f"{target.path.name}.tail", data[cut:kept], fs)
+    if end > start:
+        name = target.path.name if start == 0 else f"{target.path.name}.tail"
+        atomic_write(backup.path() / name, data[start:end], fs)
     moved_bytes = 0
     for segment in reversed(later):  # newest first: what stays is always a prefix of the log
-        fd = fs.open(segment.path, os.O_RDONLY)
+        fd = fs.open(segment.path, os.O_RDWR)
         try:
-            moved_bytes += fs.size(fd)
+            size = fs.size(fd)
+            if segment is segments[-1]:  # its preallocated zeros are free space, not records
+                size = _written_end(fs.read_file(segment.path), segment.first_seq)
+                fs.truncate(fd, size)
+                fs.fsync(fd)
+            moved_bytes += size
         finally:
             fs.close(fd)
         fs.rename(segment.path, backup.path() / segment.path.name)
         fs.fsync_dir(backup.path())
         fs.fsync_dir(log_dir)
-    if kept > cut or later:  # preallocated zeros alone at the end are free space: leave them
+    changed = end > cut or bool(later) or not header_ok
+    if changed:
         fd = fs.open(target.path, os.O_WRONLY)
         try:
+            if not header_ok:  # backed up whole above; a fresh header makes it a segment again
+                fsutil.write_all_at(fs, fd, encode_header(target.first_seq), 0)
             fs.truncate(fd, cut)
             fs.fsync(fd)
         finally:
             fs.close(fd)
-    zeros = len(data) - kept if kept > cut or later else 0
-    return RepairReport(seq, kept - cut + moved_bytes, zeros, len(later), moved, backup.name)
+    zeros = len(data) - end if changed else 0
+    return RepairReport(seq, end - start + moved_bytes, zeros, len(later), moved, backup.name)
+
+
+def _written_end(data: bytes, first_seq: int) -> int:
+    """Where the written bytes of a segment end: past its last complete batch (a commit frame
+    may end in zero bytes) and past any non-zero byte after it; only zeros follow."""
+    scan = FrameScan(data, SEGMENT_HEADER_SIZE, first_seq)
+    for _ in scan:
+        pass
+    return data_end(data, scan.good_end)
+
+
+def _header_ok(target: SegmentFile, data: bytes, seq: int) -> bool:
+    """Whether the cut segment's header is sound. A damaged one is fine only when nothing of the
+    segment is kept (the cut is at its start): it is backed up and written afresh."""
+    try:
+        check_header(target.path, data, target.first_seq)
+    except CorruptLogError as err:
+        if seq >= target.first_seq:
+            raise LogError(
+                f"{err.kind} in {target.path}: none of its records can be kept; cut before it "
+                f"with --truncate-after {target.first_seq - 1}"
+            ) from None
+        return False
+    return True
 
 
 class _Backup:
