@@ -19,7 +19,7 @@ import hashlib
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,7 +89,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-DAMAGE = {
+DAMAGE: dict[str, Callable[[bytearray], tuple[int, bytes]]] = {
     "a zeroed page at 8192": lambda data: (8192, bytes(4096)),
     "a flipped bit at 10 007": lambda data: (10_007, bytes([data[10_007] ^ 0x08])),
     "64 bytes of garbage at 12 345": lambda data: (12_345, random.Random(5).randbytes(64)),

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -179,13 +180,15 @@ def _race_reads(log: EventLog, reads: _Reads) -> tuple[list[str], list[int]]:
     return problems, seen
 
 
-def test_writer_read_while_appends_are_in_flight(tmp_path: Path) -> None:
+@pytest.mark.parametrize("segment_bytes", [2 * 2**20, 8 * 1024])
+def test_writer_read_while_appends_are_in_flight(tmp_path: Path, segment_bytes: int) -> None:
     """A writer's own reader, racing its writer thread, sees a prefix and never 'corruption'.
 
     The writer thread may be in the middle of writing a batch past `last_seq` when the reader
-    takes its copy of the newest segment; that half batch is not yet there, not damage.
+    takes its copy of the newest segment; that half batch is not yet there, not damage. With
+    8 KiB segments every append rotates (defect 3: 3 of 621 reads saw a false gap).
     """
-    with EventLog.open(tmp_path, segment_bytes=2 * 2**20) as log:
+    with EventLog.open(tmp_path, segment_bytes=segment_bytes) as log:
         problems, seen = _race_reads(log, log)
     assert not problems, f"reader failed after {len(seen)} reads: {problems[0]}"
     assert len(seen) > 10, "the reader barely ran; the race was not exercised"
