@@ -119,7 +119,7 @@ class EventLog:
         self._seq_lock = threading.Lock()
         self._wake_read = self._wake_write = -1
         self._idle = False
-        self._kicks: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._kicks: set[asyncio.AbstractEventLoop] = set()
         self._closing = False
         self._failure: LogFailedError | None = None
         self._fd = fd
