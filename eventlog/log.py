@@ -15,7 +15,6 @@ import errno
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
