@@ -10,25 +10,32 @@ from eventlog.errors import (
     LogError,
     LogFailedError,
     LogLockedError,
+    LostRecordsError,
     RecordTooLargeError,
+    UnsupportedFormatError,
 )
 from eventlog.frame import MAX_PAYLOAD, Record
 from eventlog.log import EventLog, Recovery
+from eventlog.vfs import REAL, FileSystem
 
 __all__ = [
     "MAX_PAYLOAD",
+    "REAL",
     "Checkpoint",
     "CheckpointMismatchError",
     "CorruptFileError",
     "CorruptLogError",
     "EventLog",
+    "FileSystem",
     "LogClosedError",
     "LogError",
     "LogFailedError",
     "LogLockedError",
+    "LostRecordsError",
     "Record",
     "RecordTooLargeError",
     "Recovery",
+    "UnsupportedFormatError",
     "atomic_write",
     "read_checked",
     "write_checked",

@@ -14,28 +14,34 @@ import google_crc32c
 
 from eventlog import fsutil
 from eventlog.errors import CorruptFileError
+from eventlog.vfs import REAL, FileSystem
+
+TEMP_PREFIX = ".rewind-tmp-"
+"""Every temp file the engine makes starts with this; a log directory's are removed at open,
+and nothing else ever is."""
 
 _SEAL = struct.Struct("<4sHHQI")  # magic, version, reserved, length, crc32c(data)
 _SEAL_MAGIC = b"RWCK"
 _SEAL_VERSION = 1
 
 
-def atomic_write(path: Path | str, data: bytes) -> None:
+def atomic_write(path: Path | str, data: bytes, fs: FileSystem = REAL) -> None:
     """Replace `path` with `data` so that a crash at any instant leaves old or new, whole."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
+    fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         try:
-            fsutil.write_all(fd, data)
-            fsutil.fullsync(fd)
+            fsutil.write_all(fs, fd, data)
+            fs.fsync(fd)
         finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            fs.close(fd)
+        fs.rename(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if fs.exists(tmp):
+            fs.unlink(tmp)
         raise
-    fsutil.fsync_dir(path.parent)
+    fs.fsync_dir(path.parent)
 
 
 def seal(data: bytes) -> bytes:
@@ -63,12 +69,12 @@ def unseal(blob: bytes, origin: Path) -> bytes:
     return data
 
 
-def write_checked(path: Path | str, data: bytes) -> None:
+def write_checked(path: Path | str, data: bytes, fs: FileSystem = REAL) -> None:
     """atomic_write of a sealed copy of `data`."""
-    atomic_write(path, seal(data))
+    atomic_write(path, seal(data), fs)
 
 
-def read_checked(path: Path | str) -> bytes:
+def read_checked(path: Path | str, fs: FileSystem = REAL) -> bytes:
     """Read a file written by `write_checked`, verifying its checksum."""
     path = Path(path)
-    return unseal(path.read_bytes(), path)
+    return unseal(fs.read_file(path), path)

@@ -1,9 +1,11 @@
-"""Checkpoints: the exact place of one record, so a reader can start there instead of seq 1.
+"""Checkpoints: the exact place of one batch's end, so a reader can start there, not at seq 1.
 
-A snapshot stores the checkpoint of the last record it covers. Opening and reading from it
-skip everything before it, which keeps restart time proportional to the tail, not the history.
-The CRC pins the record itself: a checkpoint from another history (a log cut and regrown, a
-copied directory) is detected, never silently trusted.
+A checkpoint names the commit frame that closes a batch: its segment, its offset, the seq of
+the batch's last record and the commit frame's CRC. That CRC covers the CRC of the batch's
+bytes, so it pins the records themselves: a checkpoint from another history (a log cut and
+regrown, a copied directory), even one with the same sizes and offsets, is detected, never
+silently trusted. A snapshot stores the checkpoint of the last record it covers; opening and
+reading from it skip everything before it, which keeps restart time proportional to the tail.
 """
 
 from __future__ import annotations
@@ -13,40 +15,50 @@ from pathlib import Path
 from typing import NamedTuple
 
 from eventlog.errors import CheckpointMismatchError
-from eventlog.frame import HEADER, HEADER_SIZE, LENGTH_MASK, frame_at
+from eventlog.frame import COMMIT_SIZE, commit_at
 from eventlog.segment import SEGMENT_HEADER_SIZE, SegmentFile, segment_name
+from eventlog.vfs import REAL, FileSystem
 
 
 class Checkpoint(NamedTuple):
     segment: int
-    """First seq of the segment holding the record (names the file)."""
+    """First seq of the segment holding the commit frame (names the file)."""
     offset: int
+    """Offset of the commit frame; reading resumes right after it."""
     seq: int
+    """Seq of the last record of the batch the commit frame closes."""
     crc: int
+    """CRC of the commit frame."""
+
+    @property
+    def end(self) -> int:
+        return self.offset + COMMIT_SIZE
 
 
-def verify(log_dir: Path, segments: list[SegmentFile], checkpoint: Checkpoint) -> int:
-    """Check the record is where the checkpoint says; return the offset just past it."""
+def verify(
+    log_dir: Path, segments: list[SegmentFile], checkpoint: Checkpoint, fs: FileSystem = REAL
+) -> int:
+    """Check the commit frame is where the checkpoint says; return the offset just past it."""
     if checkpoint.segment not in {s.first_seq for s in segments}:
         raise CheckpointMismatchError(
             f"checkpoint of seq {checkpoint.seq} names segment {checkpoint.segment}, "
             "which this log does not have"
         )
     path = log_dir / segment_name(checkpoint.segment)
-    with path.open("rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if not SEGMENT_HEADER_SIZE <= checkpoint.offset <= size - HEADER_SIZE:
+    fd = fs.open(path, os.O_RDONLY)
+    try:
+        size = fs.size(fd)
+        if not SEGMENT_HEADER_SIZE <= checkpoint.offset <= size - COMMIT_SIZE:
             raise CheckpointMismatchError(
                 f"checkpoint offset {checkpoint.offset} is outside {path.name} ({size} bytes)"
             )
-        handle.seek(checkpoint.offset)
-        head = handle.read(HEADER_SIZE)
-        length = HEADER.unpack(head)[0] & LENGTH_MASK
-        blob = head + handle.read(min(length, size - checkpoint.offset - HEADER_SIZE))
-    frame = frame_at(blob, 0, checkpoint.seq)
-    if frame is None or frame.crc != checkpoint.crc or frame.continues:
+        blob = fs.pread(fd, COMMIT_SIZE, checkpoint.offset)
+    finally:
+        fs.close(fd)
+    commit = commit_at(blob, 0)
+    if commit is None or commit.seq != checkpoint.seq or commit.crc != checkpoint.crc:
         raise CheckpointMismatchError(
-            f"record {checkpoint.seq} is not at offset {checkpoint.offset} of {path.name} "
-            "(or differs from the one the checkpoint saw)"
+            f"the batch ending at seq {checkpoint.seq} is not at offset {checkpoint.offset} of "
+            f"{path.name} (or differs from the one the checkpoint saw)"
         )
-    return checkpoint.offset + HEADER_SIZE + len(frame.payload)
+    return checkpoint.end

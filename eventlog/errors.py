@@ -48,7 +48,43 @@ class CheckpointMismatchError(LogError):
 
 
 class LogFailedError(LogError):
-    """A write or fsync failed; the kernel may have dropped dirty pages, so nothing is trusted."""
+    """A write or fsync failed; the kernel may have dropped dirty pages, so nothing is trusted.
+
+    For the appends it fails, the outcome is unknown: their bytes may have reached the disk
+    (whole, as one complete batch) or not. The next open decides, after making what it finds
+    durable; a caller that must know reads the log back after a restart.
+    """
+
+
+class UnsupportedFormatError(LogError):
+    """A segment written in a format this build does not read (an older or newer rewind)."""
+
+    def __init__(self, file: Path, version: int, supported: int) -> None:
+        self.file = file
+        self.version = version
+        super().__init__(
+            f"{file} is in segment format {version}; this build reads format {supported} "
+            f"only ({'an older' if version < supported else 'a newer'} rewind wrote it)"
+        )
+
+
+class LostRecordsError(LogError):
+    """A durable snapshot covers records the log no longer has: acknowledged records are gone.
+
+    A snapshot is written only after the records it covers are durable, so this is evidence of
+    loss (a deleted or truncated segment), never something to skip silently. An operator who
+    accepts the loss says so with `rewind log repair --accept-loss`.
+    """
+
+    def __init__(self, snapshot: Path, snapshot_seq: int, log_end: int) -> None:
+        self.snapshot = snapshot
+        self.snapshot_seq = snapshot_seq
+        self.log_end = log_end
+        super().__init__(
+            f"snapshot {snapshot} covers seq {snapshot_seq} but the log ends at seq {log_end}: "
+            f"acknowledged records {log_end + 1}..{snapshot_seq} are missing; refusing to go "
+            "on (to accept the loss: `rewind log repair --accept-loss`)"
+        )
 
 
 class RecordTooLargeError(LogError, ValueError):

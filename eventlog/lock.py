@@ -7,12 +7,11 @@ blocks a restart. The owner's pid is written inside only to name it in the error
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from pathlib import Path
 
-from eventlog import fsutil
 from eventlog.errors import LogLockedError
+from eventlog.vfs import REAL, FileSystem
 
 LOCK_NAME = "LOCK"
 
@@ -20,38 +19,39 @@ LOCK_NAME = "LOCK"
 class DirLock:
     """Holds `flock(LOCK_EX)` on `<dir>/LOCK` until `release`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, fs: FileSystem = REAL) -> None:
         self.path = directory / LOCK_NAME
-        existed = self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fs = fs
+        existed = fs.exists(self.path)
+        fd = fs.open(self.path, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fs.lock(fd)
         except BlockingIOError:
-            owner = _read_pid(fd)
-            os.close(fd)
+            owner = _read_pid(fs, fd)
+            fs.close(fd)
             raise LogLockedError(directory, owner) from None
         if not existed:
-            fsutil.fsync_dir(directory)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            fs.fsync_dir(directory)
+        fs.truncate(fd, 0)
+        fs.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd: int | None = fd
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
+            self._fs.close(self._fd)
             self._fd = None
 
 
-def _read_pid(fd: int) -> int | None:
+def _read_pid(fs: FileSystem, fd: int) -> int | None:
     with contextlib.suppress(ValueError):
-        return int(os.pread(fd, 32, 0).decode(errors="replace").strip())
+        return int(fs.pread(fd, 32, 0).decode(errors="replace").strip())
     return None
 
 
-def probe_owner(directory: Path) -> int | None:
+def probe_owner(directory: Path, fs: FileSystem = REAL) -> int | None:
     """Pid of the process holding the log's lock, or None when nobody holds it."""
     try:
-        lock = DirLock(directory)
+        lock = DirLock(directory, fs)
     except LogLockedError as err:
         return err.pid or -1
     lock.release()

@@ -3,15 +3,18 @@
 Appends from any number of tasks are gathered by one writer thread into a single `pwrite` and a
 single `fdatasync`; each caller's seq is returned only after the batch holding it is on disk.
 While one batch syncs, the next one fills, so throughput grows with concurrency instead of
-queueing behind the disk.
+queueing behind the disk. Each batch ends with a commit frame (see `frame.py`), which is what
+lets open tell a torn last write from damage to acknowledged records, by rule.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,12 +33,14 @@ from eventlog.errors import (
     RecordTooLargeError,
 )
 from eventlog.frame import (
-    HEADER,
+    COMMIT_SIZE,
     HEADER_SIZE,
     MAX_PAYLOAD,
     FrameScan,
     Record,
     Stop,
+    commit_at,
+    commit_frame,
     frame_parts,
 )
 from eventlog.lock import DirLock
@@ -45,9 +50,12 @@ from eventlog.segment import (
     check_header,
     create_segment,
     list_segments,
-    remove_temp_segments,
+    read_header,
+    remove_temp_files,
+    segment_name,
 )
-from eventlog.tail import SETTLE_TRIES, Tail, in_flight, judge_stop, scan_tail
+from eventlog.tail import SETTLE_PAUSE, SETTLE_TRIES, Tail, judge, scan_tail, settle
+from eventlog.vfs import REAL, FileSystem
 
 DEFAULT_SEGMENT_BYTES = 64 * 2**20
 DEFAULT_BATCH_BYTES = 4 * 2**20
@@ -63,12 +71,15 @@ class Recovery(msgspec.Struct, frozen=True):
     first_seq: int
     last_seq: int
     records: int
-    bytes_cut: int = 0
+    torn_bytes: int = 0
+    """Non-zero bytes of a torn last write that open cut (kept in `broken_file`)."""
+    zero_fill_bytes: int = 0
+    """Zeros after those torn bytes, dropped by the same cut: free space, not damage."""
     cut_reason: str | None = None
     broken_file: str | None = None
     temp_files_removed: int = 0
     scanned_from_seq: int = 1
-    """Open verified the newest segment from this seq on (a checkpoint lets it skip the rest)."""
+    """Open judged the newest segment from this seq on (a checkpoint lets it skip the rest)."""
 
 
 # One queued append: first seq, its payloads (one group), framed size, the waiter's future.
@@ -81,15 +92,18 @@ class EventLog:
     def __init__(
         self,
         path: Path,
+        fs: FileSystem,
         segments: list[SegmentFile],
         tail: Tail | None,
         recovery: Recovery,
         *,
         lock: DirLock | None,
+        fd: int | None,
         segment_bytes: int,
         batch_bytes: int,
     ) -> None:
         self.path = path
+        self._fs = fs
         self._recovery = recovery
         self._deferred: tuple[list[SegmentFile], Checkpoint | None] | None = None
         self.segment_bytes = segment_bytes
@@ -104,18 +118,16 @@ class EventLog:
         self._seq_lock = threading.Lock()
         self._wake_read = self._wake_write = -1
         self._idle = False
-        self._kick_scheduled = False
+        self._kicks: set[asyncio.AbstractEventLoop] = set()
         self._closing = False
         self._failure: LogFailedError | None = None
-        self._fd: int | None = None
+        self._fd = fd
         self._thread: threading.Thread | None = None
-        if lock is not None:
+        if fd is not None:
             self._wake_read, self._wake_write = os.pipe()
             os.set_blocking(self._wake_write, False)  # a full pipe already means "wake up"
-            active = segments[-1].path
-            self._fd = os.open(active, os.O_WRONLY | os.O_CLOEXEC)
             self._segment_size = tail.good_end if tail is not None else SEGMENT_HEADER_SIZE
-            self._allocated = 0
+            self._allocated = fs.size(fd)
             self._preallocate_step = min(PREALLOCATE_STEP, segment_bytes)
             self._ensure_allocated(self._segment_size)
             self._thread = threading.Thread(target=self._run, name="eventlog-writer", daemon=True)
@@ -130,77 +142,94 @@ class EventLog:
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         durable_floor: int = 0,
         checkpoint: Checkpoint | None = None,
+        fs: FileSystem = REAL,
     ) -> EventLog:
-        """Open for writing: create if new, take the lock, repair a torn tail.
+        """Open for writing: create if new, take the lock, make the newest segment durable,
+        then cut a torn last write or refuse corruption (DESIGN.md, "The log").
 
-        `durable_floor` is the highest seq known to be acknowledged: a repair that would cut
-        below it is corruption, not a torn write. A `checkpoint` (from a snapshot) implies that
+        `durable_floor` is the highest seq known to be acknowledged: a log that would end below
+        it is corrupt, whatever its bytes say. A `checkpoint` (from a snapshot) implies that
         floor and lets the tail scan start at it; one that does not match this log raises
         CheckpointMismatchError before anything is changed.
         """
         path = Path(path)
-        fsutil.make_dirs(path)
-        lock = DirLock(path)
+        fsutil.make_dirs(path, fs)
+        lock = DirLock(path, fs)
+        fd: int | None = None
         try:
-            removed = remove_temp_segments(path)
-            segments = list_segments(path)
+            removed = remove_temp_files(path, fs)
+            segments = list_segments(path, fs)
             if not segments:
-                create_segment(path, 1, min(PREALLOCATE_STEP, segment_bytes))
-                segments = list_segments(path)
-            _check_headers(segments)
+                create_segment(path, 1, min(PREALLOCATE_STEP, segment_bytes), fs)
+                segments = list_segments(path, fs)
+            # A writer that died may have left names and bytes that are only in the page cache:
+            # make them durable before judging them, and before exposing anything built on them.
+            fs.fsync_dir(path)
+            _check_headers(segments, fs)
             if checkpoint is not None:
-                verify(path, segments, checkpoint)
-            tail, scanned_from, torn = _scan_newest(segments, checkpoint, durable_floor)
-            active = segments[-1].path
-            bytes_cut, broken = (0, None) if tail.clean else _cut_tail(active, torn, tail)
+                verify(path, segments, checkpoint, fs)
+            newest = segments[-1]
+            fd = fs.open(newest.path, os.O_RDWR)
+            fs.fsync(fd)
+            tail, scanned_from, data = _scan_newest(fs, segments, checkpoint, durable_floor)
+            broken = None if tail.clean else _cut_tail(fs, fd, newest.path, data, tail)
             recovery = Recovery(
                 segments=len(segments),
                 first_seq=segments[0].first_seq,
                 last_seq=tail.last_seq,
                 records=tail.last_seq - segments[0].first_seq + 1,
-                bytes_cut=bytes_cut,
-                cut_reason=None if tail.clean else _cut_reason(tail),
+                torn_bytes=tail.torn_bytes,
+                zero_fill_bytes=tail.zero_fill_bytes,
+                cut_reason=None if tail.clean else f"torn write ({tail.kind})",
                 broken_file=str(broken) if broken else None,
                 temp_files_removed=len(removed),
                 scanned_from_seq=scanned_from,
             )
             return cls(
                 path,
+                fs,
                 segments,
                 tail,
                 recovery,
                 lock=lock,
+                fd=fd,
                 segment_bytes=segment_bytes,
                 batch_bytes=batch_bytes,
             )
         except BaseException:
+            if fd is not None:
+                fs.close(fd)
             lock.release()
             raise
 
     @classmethod
-    def open_readonly(cls, path: Path | str, *, checkpoint: Checkpoint | None = None) -> EventLog:
+    def open_readonly(
+        cls, path: Path | str, *, checkpoint: Checkpoint | None = None, fs: FileSystem = REAL
+    ) -> EventLog:
         """Open without the lock and without repairing: for tools, and to follow a live writer.
 
-        A frame still being written at the end is "not yet there"; damage with valid frames
-        after it is still reported as corruption. Headers and the checkpoint are checked now;
-        the newest segment is scanned only when `last_seq`, `checkpoint` or `recovery` is first
-        asked for, since a full read checks every frame anyway.
+        Readers see complete batches only: a write still in progress is "not yet there". Headers
+        and the checkpoint are checked now; the newest segment is made durable and judged when
+        `last_seq`, `checkpoint` or `recovery` is first asked for (a full read checks every frame
+        anyway), so what they expose never rests on bytes a power cut could still take back.
         """
         path = Path(path)
-        if not path.is_dir():
+        if not fs.is_dir(path):
             raise LogError(f"no log at {path}")
-        segments = list_segments(path)
+        segments = list_segments(path, fs)
         if segments:
-            _check_headers(segments)
+            _check_headers(segments, fs)
             if checkpoint is not None:
-                verify(path, segments, checkpoint)
+                verify(path, segments, checkpoint, fs)
         first_seq = segments[0].first_seq if segments else 1
         log = cls(
             path,
+            fs,
             segments,
             None,
             Recovery(segments=len(segments), first_seq=first_seq, last_seq=0, records=0),
             lock=None,
+            fd=None,
             segment_bytes=DEFAULT_SEGMENT_BYTES,
             batch_bytes=DEFAULT_BATCH_BYTES,
         )
@@ -213,7 +242,8 @@ class EventLog:
             return
         segments, checkpoint = self._deferred
         self._deferred = None
-        tail, scanned_from, _ = _scan_newest(segments, checkpoint, 0, live=True)
+        _sync_readonly(self._fs, self.path, segments[-1].path)
+        tail, scanned_from, _ = _scan_newest(self._fs, segments, checkpoint, 0, live=True)
         self._last_seq = tail.last_seq
         self._checkpoint = tail.checkpoint
         self._recovery = Recovery(
@@ -238,7 +268,7 @@ class EventLog:
 
     @property
     def checkpoint(self) -> Checkpoint | None:
-        """Where the newest durable record sits; stored in snapshots to skip the history."""
+        """Where the newest durable batch ends; stored in snapshots to skip the history."""
         self._scan_deferred()
         return self._checkpoint
 
@@ -252,7 +282,10 @@ class EventLog:
         return self._lock is None
 
     async def append(self, payload: bytes) -> int:
-        """Append one record; returns its seq once it is on disk."""
+        """Append one record; returns its seq once it is on disk.
+
+        LogFailedError means the outcome is unknown (see its docstring).
+        """
         return await self._submit((payload,), HEADER_SIZE + len(payload))
 
     async def append_many(self, payloads: Sequence[bytes]) -> list[int]:
@@ -281,20 +314,21 @@ class EventLog:
             seq = self._next_seq
             self._next_seq = seq + len(payloads)
             self._queue.append((seq, payloads, size, future))
-        if self._idle and not self._kick_scheduled:
-            self._kick_scheduled = True
-            loop.call_soon(self._kick)
+        if self._idle and loop not in self._kicks:
+            self._kicks.add(loop)
+            loop.call_soon(self._kick, loop)
         if self._failure is not None or self._thread is None:
             self._fail_queued(self._failure or LogClosedError(f"log {self.path} is closed"))
         return future
 
-    def _kick(self) -> None:
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wake an idle writer once per event-loop turn, after every ready task has appended.
 
         Waking it on the first append instead would make it fight the loop for the GIL while the
-        rest of the burst is still being enqueued, and commit the burst in small pieces.
+        rest of the burst is still being enqueued, and commit the burst in small pieces. The
+        wake-up is scheduled per loop: a loop that is blocked never holds up another's appends.
         """
-        self._kick_scheduled = False
+        self._kicks.discard(loop)
         if self._wake_write >= 0:
             with contextlib.suppress(BlockingIOError):
                 os.write(self._wake_write, b"\0")
@@ -343,63 +377,70 @@ class EventLog:
             _settle_threadsafe(batch, None)
 
     def _persist(self, batch: list[_Entry]) -> None:
+        """One write and one fdatasync for the whole batch, closed by a commit frame; at a
+        rotation, the part in the old segment gets its own commit frame and is synced with it."""
         assert self._fd is not None
         parts: list[bytes] = []
         start = size = self._segment_size
-        last_header = b""
-        last_offset = 0
+        last_seq = 0
         for first, payloads, nbytes, _ in batch:
-            if size + nbytes > self.segment_bytes and size > SEGMENT_HEADER_SIZE:
+            if size + nbytes + COMMIT_SIZE > self.segment_bytes and size > SEGMENT_HEADER_SIZE:
                 if parts:
-                    self._write_at(b"".join(parts), start)
+                    size += self._write_batch(parts, start, last_seq)[0]
                     parts = []
                 self._rotate(first, size)
                 start = size = SEGMENT_HEADER_SIZE
-            last = len(payloads) - 1
             for index, payload in enumerate(payloads):
-                last_header, body = frame_parts(first + index, payload, index < last)
-                parts.append(last_header)
-                parts.append(body)
+                parts.extend(frame_parts(first + index, payload))
             size += nbytes
-            last_offset = size - HEADER_SIZE - len(payloads[last])
-        self._write_at(b"".join(parts), start)
-        fsutil.datasync(self._fd)
-        self._segment_size = size
-        _, crc, seq = HEADER.unpack(last_header)
-        self._checkpoint = Checkpoint(self._active_segment, last_offset, seq, crc)
+            last_seq = first + len(payloads) - 1
+        written, crc = self._write_batch(parts, start, last_seq)
+        self._fs.fdatasync(self._fd)
+        self._segment_size = size + written
+        self._checkpoint = Checkpoint(self._active_segment, size, last_seq, crc)
 
-    def _write_at(self, data: bytes, offset: int) -> None:
+    def _write_batch(self, parts: list[bytes], start: int, last_seq: int) -> tuple[int, int]:
+        """Write the frames and their commit frame at `start`; returns the commit's size & CRC
+        (the frames' size the caller has counted)."""
         assert self._fd is not None
-        self._ensure_allocated(offset + len(data))
-        fsutil.write_all_at(self._fd, data, offset)
+        data = b"".join(parts)
+        commit, crc = commit_frame(last_seq, start, data)
+        blob = data + commit
+        self._ensure_allocated(start + len(blob))
+        fsutil.write_all_at(self._fs, self._fd, blob, start)
+        return COMMIT_SIZE, crc
 
     def _ensure_allocated(self, end: int) -> None:
         """Keep allocated space a step ahead of `end`; the allocation itself is made durable."""
         assert self._fd is not None
         if end + HEADER_SIZE > self._allocated:
             steps = (end + HEADER_SIZE) // self._preallocate_step + 1
-            fsutil.preallocate(self._fd, steps * self._preallocate_step)
-            self._allocated = os.fstat(self._fd).st_size
+            fsutil.preallocate(self._fs, self._fd, steps * self._preallocate_step)
+            self._allocated = self._fs.size(self._fd)
 
     def _rotate(self, first_seq: int, used: int) -> None:
         """Seal the active segment and start the next; both durable before any new record.
 
         Sealing cuts the unused preallocated space, so only the newest segment ever ends in
-        zeros and an older one that does not end exactly at a record is damaged.
+        zeros and an older one that does not end exactly at a commit frame is damaged.
         """
         assert self._fd is not None
-        os.ftruncate(self._fd, used)
-        fsutil.fullsync(self._fd)
-        os.close(self._fd)
+        fs = self._fs
+        fs.truncate(self._fd, used)
+        fs.fsync(self._fd)
+        fs.close(self._fd)
         self._fd = None
-        new = create_segment(self.path, first_seq, self._preallocate_step)
-        self._fd = os.open(new, os.O_WRONLY | os.O_CLOEXEC)
-        self._allocated = os.fstat(self._fd).st_size
+        new = create_segment(self.path, first_seq, self._preallocate_step, fs)
+        self._fd = fs.open(new, os.O_RDWR)
+        self._allocated = fs.size(self._fd)
         self._active_segment = first_seq
 
     def _fail(self, exc: BaseException, batch: list[_Entry]) -> None:
         """A failed write or fsync poisons the log: the page cache can no longer be trusted."""
-        failure = LogFailedError(f"log {self.path} failed and refuses writes: {exc!r}")
+        failure = LogFailedError(
+            f"log {self.path} failed and refuses writes (the failed appends may or may not "
+            f"be on disk): {exc!r}"
+        )
         failure.__cause__ = exc
         self._failure = failure
         _settle_threadsafe(batch, failure)
@@ -420,65 +461,66 @@ class EventLog:
         """Records from `start` on, in seq order across segments, every CRC checked.
 
         A writer's reader stops at the last durable seq as of the call; a read-only reader goes
-        to the current end of the files, treating a frame still being written as absent. With a
-        `checkpoint` before `start`, reading begins at it rather than at its segment's start; a
-        checkpoint that does not match raises CheckpointMismatchError here, before iterating.
+        to the end of the last complete batch on disk. With a `checkpoint` before `start`,
+        reading begins right after it rather than at its segment's start; a checkpoint that
+        does not match raises CheckpointMismatchError here, before iterating.
         """
-        segments = list_segments(self.path)
+        segments = list_segments(self.path, self._fs)
         if not segments:
             return iter(())
         if checkpoint is not None and checkpoint.seq < start:
-            verify(self.path, segments, checkpoint)
-            index = next(i for i, s in enumerate(segments) if s.first_seq == checkpoint.segment)
-            return self._records(segments[index:], start, checkpoint.offset, checkpoint.seq)
-        index = 0
-        for position, segment in enumerate(segments):
+            end = verify(self.path, segments, checkpoint, self._fs)
+            return self._records(checkpoint.segment, end, checkpoint.seq + 1, start)
+        chosen = segments[0]
+        for segment in segments:
             if segment.first_seq <= start:
-                index = position
-        first = segments[index].first_seq
-        return self._records(segments[index:], start, SEGMENT_HEADER_SIZE, first)
+                chosen = segment
+        return self._records(chosen.first_seq, SEGMENT_HEADER_SIZE, chosen.first_seq, start)
 
-    def _records(
-        self, chosen: list[SegmentFile], start: int, offset: int, next_seq: int
-    ) -> Iterator[Record]:
+    def _records(self, current: int, offset: int, next_seq: int, start: int) -> Iterator[Record]:
+        """Walk the segment chain by name from `current`: after a segment whose last batch ends
+        at seq N comes `<N+1>.seg`. A directory listing taken while the writer rotates can miss
+        a segment; a name looked up when it is needed cannot.
+
+        What cannot be decided from one read (a segment read just before the writer sealed it,
+        a write in flight at the newest segment's end) is read again, a few times, from the last
+        complete batch: a live writer settles within a few pauses, real damage stays.
+        """
         limit = self._last_seq if self._lock is not None else None
-        expected = chosen[0].first_seq
-        for position, segment in enumerate(chosen):
-            if segment.first_seq != expected:
-                raise CorruptLogError(
-                    segment.path,
-                    0,
-                    expected,
-                    "gap between segments",
-                    f"segment starts at seq {segment.first_seq}",
-                )
-            if position:
-                offset, next_seq = SEGMENT_HEADER_SIZE, segment.first_seq
-            data = segment.path.read_bytes()
-            check_header(segment.path, data, segment.first_seq)
+        fs = self._fs
+        retries = 0
+        while True:
+            path = self.path / segment_name(current)
+            data = fs.read_file(path)
+            check_header(path, data, current)
             scan = FrameScan(data, offset, next_seq)
-            if limit is None and next_seq >= start:
-                yield from scan
-            else:
-                for record in scan:
-                    if limit is not None and record.seq > limit:
-                        return
-                    if record.seq >= start:
-                        yield record
+            for record in scan:
+                if limit is not None and record.seq > limit:
+                    return
+                if record.seq >= start:
+                    yield record
             if limit is not None and scan.good_seq >= limit:
                 return  # every durable record is read; what follows is a write in flight
-            expected = scan.good_seq + 1
-            if scan.stop is Stop.END and scan.good_end == scan.stop_offset:
+            offset, next_seq = scan.good_end, scan.good_seq + 1
+            successor = self.path / segment_name(next_seq)
+            if scan.clean and next_seq != current and fs.exists(successor):
+                current, offset, retries = next_seq, SEGMENT_HEADER_SIZE, 0
                 continue
-            newest = position == len(chosen) - 1
-            if not newest or scan.stop is Stop.SEQ or limit is not None:
-                raise CorruptLogError(segment.path, scan.stop_offset, scan.next_seq, _damage(scan))
+            later = _later_segment(fs, self.path, current)
+            newest = later is None
             try:
-                judge_stop(segment.path, data, scan)  # zeros or a torn end: not there yet
-            except CorruptLogError as err:
-                if in_flight(segment.path, err.offset, err.seq):
-                    return  # the rest is being written: the next read gets it
-                raise
+                if not newest or limit is not None:
+                    # a segment before the newest ends at a commit frame and the file's end,
+                    # and the next one is named after the seq that follows
+                    raise _chain_damage(path, scan, later, next_seq)
+                if not scan.clean:
+                    judge(path, data, scan, current)  # zeros or a torn end: not there yet
+                return
+            except CorruptLogError:
+                retries += 1
+                if limit is not None or retries > SETTLE_TRIES:
+                    raise
+                time.sleep(SETTLE_PAUSE)
 
     def close(self) -> None:
         """Drain queued appends, stop the writer, release the lock. Idempotent."""
@@ -493,7 +535,7 @@ class EventLog:
             os.close(self._wake_write)
             self._wake_read = self._wake_write = -1
         if self._fd is not None:
-            os.close(self._fd)
+            self._fs.close(self._fd)
             self._fd = None
         if self._lock is not None:
             self._lock.release()
@@ -511,74 +553,107 @@ class EventLog:
 
 
 def _scan_newest(
+    fs: FileSystem,
     segments: list[SegmentFile],
     checkpoint: Checkpoint | None,
     durable_floor: int,
     live: bool = False,
 ) -> tuple[Tail, int, bytes]:
-    """Find the newest segment's valid end, from a verified checkpoint on when there is one.
+    """Judge the newest segment, from just past a verified checkpoint when there is one.
 
-    Returns the tail, the seq the scan started at, and the bytes past the valid end. `live`:
-    another process may be writing (a read-only open), see `tail.in_flight`.
+    Returns the tail, the seq the judgement started from, and the segment's bytes. `live`:
+    another process may be writing (a read-only open), see `tail.settle`.
     """
-    active = segments[-1]
+    newest = segments[-1]
     start: tuple[int, int] | None = None
     if checkpoint is not None:
         durable_floor = max(durable_floor, checkpoint.seq)
-        if checkpoint.segment == active.first_seq:
-            start = (checkpoint.offset, checkpoint.seq)
-    for attempt in range(SETTLE_TRIES + 1):
-        data = active.path.read_bytes()
-        try:
-            tail = scan_tail(active.path, data, active.first_seq, durable_floor, start)
-            break
-        except CorruptLogError as err:
-            # a reader may catch a live writer's write half done: wait it out, not for ever
-            if (
-                not live
-                or attempt == SETTLE_TRIES
-                or not in_flight(active.path, err.offset, err.seq)
-            ):
-                raise
-    torn = data[tail.good_end :]
-    if tail.checkpoint is None and checkpoint is not None and checkpoint.seq == tail.last_seq:
-        tail = tail._replace(checkpoint=checkpoint)
-    return tail, start[1] if start else active.first_seq, torn
+        if checkpoint.segment == newest.first_seq:
+            start = (checkpoint.end, checkpoint.seq + 1)
+
+    def attempt() -> tuple[Tail, bytes]:
+        data = fs.read_file(newest.path)
+        return scan_tail(newest.path, data, newest.first_seq, durable_floor, start), data
+
+    tail, data = settle(attempt) if live else attempt()
+    if tail.checkpoint is None:
+        if checkpoint is not None and checkpoint.seq == tail.last_seq:
+            tail = tail._replace(checkpoint=checkpoint)
+        elif len(segments) > 1:
+            tail = tail._replace(checkpoint=_sealed_end(fs, segments[-2], newest.first_seq - 1))
+    return tail, start[1] - 1 if start else newest.first_seq, data
 
 
-def _check_headers(segments: list[SegmentFile]) -> None:
+def _sealed_end(fs: FileSystem, segment: SegmentFile, seq: int) -> Checkpoint | None:
+    """The checkpoint of a sealed segment's last batch (its commit frame ends the file), so a
+    log whose newest segment holds no record yet still has one."""
+    fd = fs.open(segment.path, os.O_RDONLY)
+    try:
+        offset = fs.size(fd) - COMMIT_SIZE
+        blob = fs.pread(fd, COMMIT_SIZE, offset) if offset >= SEGMENT_HEADER_SIZE else b""
+    finally:
+        fs.close(fd)
+    commit = commit_at(blob, 0)
+    if commit is None or commit.seq != seq:
+        return None  # damaged: whatever reads that segment will say so
+    return Checkpoint(segment.first_seq, offset, seq, commit.crc)
+
+
+def _later_segment(fs: FileSystem, log_dir: Path, current: int) -> SegmentFile | None:
+    return next((s for s in list_segments(log_dir, fs) if s.first_seq > current), None)
+
+
+def _chain_damage(
+    path: Path, scan: FrameScan, later: SegmentFile | None, next_seq: int
+) -> CorruptLogError:
+    if not scan.clean:
+        kind = "unfinished batch" if scan.stop is Stop.END else scan.stop.value
+        return CorruptLogError(
+            path, scan.stop_offset, scan.next_seq, kind, "damage before the log's durable end"
+        )
+    assert later is not None
+    return CorruptLogError(
+        path.with_name(segment_name(next_seq)),
+        0,
+        next_seq,
+        "gap between segments",
+        f"no segment starts at seq {next_seq}; the next one starts at {later.first_seq}",
+    )
+
+
+def _check_headers(segments: list[SegmentFile], fs: FileSystem) -> None:
     for segment in segments:
-        with segment.path.open("rb") as handle:
-            check_header(segment.path, handle.read(SEGMENT_HEADER_SIZE), segment.first_seq)
+        read_header(segment.path, segment.first_seq, fs)
 
 
-def _damage(scan: FrameScan) -> str:
-    return "unfinished group" if scan.stop is Stop.END else scan.stop.value
+def _sync_readonly(fs: FileSystem, log_dir: Path, newest: Path) -> None:
+    """Make the newest segment and the directory's names durable before a read-only open
+    exposes an end or a checkpoint (a tool may store it in a snapshot). A read-only
+    filesystem has nothing unsynced."""
+    fd = fs.open(newest, os.O_RDONLY)
+    try:
+        fs.fsync(fd)
+        fs.fsync_dir(log_dir)
+    except OSError as err:
+        if err.errno != errno.EROFS:
+            raise
+    finally:
+        fs.close(fd)
 
 
-def _cut_reason(tail: Tail) -> str:
-    if tail.stop is Stop.END:
-        return "unfinished group at the end"
-    return "zero fill" if tail.zero_fill else f"torn write ({tail.stop.value})"
-
-
-def _cut_tail(path: Path, removed: bytes, tail: Tail) -> tuple[int, Path | None]:
-    """Truncate a torn tail, keeping any non-zero bytes in `<segment>.broken`."""
+def _cut_tail(fs: FileSystem, fd: int, path: Path, data: bytes, tail: Tail) -> Path | None:
+    """Truncate a torn last write, keeping its non-zero bytes in `<segment>.broken`."""
     broken: Path | None = None
-    if removed.strip(b"\0"):
+    if tail.torn_bytes:
         broken = path.with_name(path.name + ".broken")
         suffix = 1
-        while broken.exists():
+        while fs.exists(broken):
             broken = path.with_name(f"{path.name}.broken.{suffix}")
             suffix += 1
-        atomic_write(broken, removed)
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.ftruncate(fd, tail.good_end)
-        fsutil.fullsync(fd)
-    finally:
-        os.close(fd)
-    return len(removed), broken
+        atomic_write(broken, data[tail.good_end : tail.data_end], fs)
+    fs.truncate(fd, tail.good_end)
+    fs.fsync(fd)
+    return broken
 
 
 def _settle_threadsafe(batch: list[_Entry], error: BaseException | None) -> None:

@@ -1,13 +1,14 @@
 """Snapshot files: opaque state bytes pinned to the seq they reflect, sealed with a CRC.
 
 Snapshots are a cache that bounds replay time; the log stays the truth. So a damaged snapshot
-is skipped (and reported, and kept for inspection), never trusted, and one whose seq lies beyond
-the log's end (the log was cut after it was taken) is ignored.
+is skipped (and reported, and kept for inspection), never trusted. But a valid snapshot is also
+evidence: it is written only once the records it covers are durable, so one whose seq lies
+beyond the log's end means acknowledged records are gone. That is refused (LostRecordsError),
+never skipped; `rewind log repair` is how an operator accepts the loss.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ import google_crc32c
 from eventlog import fsutil
 from eventlog.atomic import atomic_write
 from eventlog.checkpoint import Checkpoint
+from eventlog.errors import LostRecordsError
+from eventlog.vfs import REAL, FileSystem
 
 # magic, version, reserved, seq, checkpoint segment (0: none), offset, record crc, length, then
 # crc32c of all of that and the data: a flipped bit in the seq or checkpoint is caught too
@@ -74,64 +77,86 @@ def decode_snapshot(path: Path, blob: bytes) -> Snapshot:
 class SnapshotStore:
     """The `snapshots/` directory: `<seq, 20 digits>.snap` files, newest `keep` retained."""
 
-    def __init__(self, directory: Path | str, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(
+        self, directory: Path | str, keep: int = DEFAULT_KEEP, fs: FileSystem = REAL
+    ) -> None:
         self.directory = Path(directory)
         self.keep = keep
         self.skipped: list[SkippedSnapshot] = []
+        self._fs = fs
 
     def write(self, seq: int, data: bytes, checkpoint: Checkpoint | None = None) -> Path:
-        """Store a snapshot durably, then drop all but the newest `keep`."""
-        fsutil.make_dirs(self.directory)
+        """Store a snapshot durably, then drop all but the newest `keep`.
+
+        Refuses (LostRecordsError, nothing written) while a valid snapshot of a later seq
+        exists: the state being written is of the log's end, so that one covers records the log
+        no longer has.
+        """
+        self.check_end(seq)
+        fsutil.make_dirs(self.directory, self._fs)
         path = self.directory / f"{seq:020d}{SUFFIX}"
-        atomic_write(path, encode_snapshot(seq, data, checkpoint))
+        atomic_write(path, encode_snapshot(seq, data, checkpoint), self._fs)
         self._prune(seq)
         return path
 
     def files(self) -> list[tuple[int, Path]]:
         """(seq, path) of every snapshot file, oldest first, damaged ones included."""
-        if not self.directory.is_dir():
+        if not self._fs.is_dir(self.directory):
             return []
         found = []
-        for entry in os.scandir(self.directory):
+        for entry in self._fs.list_dir(self.directory):
             stem = entry.name[: -len(SUFFIX)]
             if entry.name.endswith(SUFFIX) and len(stem) == 20 and stem.isdigit():
-                found.append((int(stem), Path(entry.path)))
+                found.append((int(stem), self.directory / entry.name))
         found.sort()
         return found
+
+    def check_end(self, log_end: int) -> None:
+        """Raise LostRecordsError if a valid snapshot covers a seq past `log_end`, the end of
+        a log that was made durable before it was read (damaged snapshot files prove nothing
+        and land in `skipped`)."""
+        for seq, path in reversed(self.files()):
+            if seq <= log_end:
+                return
+            snapshot = self._load(seq, path)
+            if snapshot is not None:
+                raise LostRecordsError(path, snapshot.seq, log_end)
 
     def candidates(self, max_seq: int | None = None) -> Iterator[Snapshot]:
         """Valid snapshots at or before `max_seq`, newest first; damaged ones land in `skipped`."""
         for seq, path in reversed(self.files()):
             if max_seq is not None and seq > max_seq:
                 continue
-            try:
-                snapshot = decode_snapshot(path, path.read_bytes())
-            except (OSError, ValueError) as err:
-                self.skipped.append(SkippedSnapshot(path, str(err)))
-                continue
-            if snapshot.seq != seq:
-                self.skipped.append(SkippedSnapshot(path, f"file name says {seq}"))
-                continue
-            yield snapshot
+            snapshot = self._load(seq, path)
+            if snapshot is not None:
+                yield snapshot
+
+    def _load(self, seq: int, path: Path) -> Snapshot | None:
+        """The snapshot in `path` if it is valid and of `seq`; else None, noted in `skipped`."""
+        try:
+            snapshot = decode_snapshot(path, self._fs.read_file(path))
+        except (OSError, ValueError) as err:
+            self._skip(path, str(err))
+            return None
+        if snapshot.seq != seq:
+            self._skip(path, f"file name says {seq}")
+            return None
+        return snapshot
+
+    def _skip(self, path: Path, reason: str) -> None:
+        if all(skipped.path != path for skipped in self.skipped):
+            self.skipped.append(SkippedSnapshot(path, reason))
 
     def latest(self, max_seq: int | None = None) -> Snapshot | None:
         """The newest valid snapshot at or before `max_seq` (the log's end), if any."""
         return next(self.candidates(max_seq), None)
 
     def _prune(self, written: int) -> None:
-        """Keep the snapshot just written and the newest `keep - 1` below it.
-
-        Snapshots of later seqs describe a history the log no longer holds (the state just
-        written is of the log's end): they are renamed `.stale`, kept for inspection, never
-        loaded again, and never allowed to push the fresh snapshot out.
-        """
-        files = self.files()
-        below = [path for seq, path in files if seq < written]
+        """Keep the snapshot just written and the newest `keep - 1` below it. (Damaged files of
+        later seqs, which `check_end` let pass, are left for an operator to inspect.)"""
+        below = [path for seq, path in self.files() if seq < written]
         old = below[: max(0, len(below) - (self.keep - 1))]
         for path in old:
-            path.unlink(missing_ok=True)
-        stale = [path for seq, path in files if seq > written]
-        for path in stale:
-            os.replace(path, path.with_name(path.name + ".stale"))
-        if old or stale:
-            fsutil.fsync_dir(self.directory)
+            self._fs.unlink(path)
+        if old:
+            self._fs.fsync_dir(self.directory)

@@ -1,7 +1,10 @@
-"""Read-only, exhaustive check of a log directory: every header, CRC, seq and segment boundary.
+"""Read-only, exhaustive check of a log directory: every header, CRC, seq, batch and segment
+boundary.
 
 Unlike `EventLog.open`, which stops at the first problem, verify walks on and reports every
-damage it can locate, so an operator can choose a cut with `rewind log repair`.
+damage it can locate, so an operator can choose a cut with `rewind log repair`. It judges the
+newest segment's end by the same rule as open (`tail.judge`): a torn last write is a note
+(open will cut it), anything else is damage.
 """
 
 from __future__ import annotations
@@ -12,9 +15,16 @@ from pathlib import Path
 import msgspec
 
 from eventlog.errors import CorruptLogError
-from eventlog.frame import FrameScan, Stop, is_zero_fill
-from eventlog.segment import SEGMENT_HEADER_SIZE, check_header, list_segments
-from eventlog.tail import in_flight, scan_tail
+from eventlog.frame import FrameScan, Stop
+from eventlog.segment import (
+    SEGMENT_HEADER_SIZE,
+    SegmentFile,
+    check_header,
+    list_segments,
+    segment_name,
+)
+from eventlog.tail import Tail, judge, settle
+from eventlog.vfs import REAL, FileSystem
 
 
 class Damage(msgspec.Struct, frozen=True):
@@ -52,16 +62,20 @@ def verify_log(
     log_dir: Path,
     on_record: Callable[[int, bytes], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    fs: FileSystem = REAL,
 ) -> VerifyReport:
-    """Check every segment; `on_record(seq, payload)` sees each complete record in order."""
+    """Check every segment; `on_record(seq, payload)` sees each record of a complete batch."""
     report = VerifyReport(segments=[], damage=[])
-    segments = list_segments(log_dir)
+    segments = list_segments(log_dir, fs)
     expected: int | None = None
-    for index, segment in enumerate(segments):
-        newest = index == len(segments) - 1
-        data = segment.path.read_bytes()
-        report.bytes += len(data)
+    index = 0
+    while index < len(segments):
+        segment = segments[index]
         if expected is not None and segment.first_seq != expected:
+            missed = log_dir / segment_name(expected)
+            if segment.first_seq > expected and fs.exists(missed):
+                segments.insert(index, SegmentFile(expected, missed))  # listed mid-rotation
+                continue
             report.damage.append(
                 Damage(
                     str(segment.path),
@@ -71,6 +85,10 @@ def verify_log(
                     f"segment starts at seq {segment.first_seq}",
                 )
             )
+        newest = index == len(segments) - 1
+        index += 1
+        data = fs.read_file(segment.path)
+        report.bytes += len(data)
         try:
             check_header(segment.path, data, segment.first_seq)
         except CorruptLogError as err:
@@ -83,18 +101,16 @@ def verify_log(
         for record in scan:
             if on_record:
                 on_record(record.seq, record.payload)
+        if not scan.clean:
+            found = _newest(segment, data, scan, fs) if newest else _older(segment, scan)
+            if found is not None:
+                report.damage.append(found)
         records = scan.good_seq - segment.first_seq + 1
-        last = scan.good_seq
-        ends_clean = scan.good_end == scan.stop_offset and (
-            scan.stop is Stop.END or (newest and is_zero_fill(data, scan.stop_offset))
-        )
-        if not ends_clean:
-            report.damage.append(_classify(segment.path, segment.first_seq, data, scan, newest))
         report.segments.append(
-            SegmentInfo(str(segment.path), segment.first_seq, last, records, len(data))
+            SegmentInfo(str(segment.path), segment.first_seq, scan.good_seq, records, len(data))
         )
         report.records += records
-        expected = last + 1
+        expected = scan.good_seq + 1
         if on_progress:
             on_progress(len(data))
     if report.segments:
@@ -103,23 +119,41 @@ def verify_log(
     return report
 
 
-def _classify(path: Path, first_seq: int, data: bytes, scan: FrameScan, newest: bool) -> Damage:
-    kind = "unfinished group" if scan.stop is Stop.END else scan.stop.value
-    if not newest:
-        return Damage(
-            str(path), scan.good_end, scan.good_seq + 1, kind, "damage in an older segment"
-        )
+def _older(segment: SegmentFile, scan: FrameScan) -> Damage:
+    kind = "unfinished batch" if scan.stop is Stop.END else scan.stop.value
+    return Damage(
+        str(segment.path), scan.stop_offset, scan.next_seq, kind, "damage in an older segment"
+    )
+
+
+def _newest(segment: SegmentFile, data: bytes, scan: FrameScan, fs: FileSystem) -> Damage | None:
+    """The newest segment's end, by open's rule: zeros are fine, a torn write is a note."""
+    path = segment.path
     try:
-        tail = scan_tail(path, data, first_seq)
+        tail = judge(path, data, scan, segment.first_seq)
     except CorruptLogError as err:
-        if in_flight(path, err.offset, err.seq):
-            return Damage(str(path), err.offset, err.seq, "write in flight", fatal=False)
-        return Damage(str(path), err.offset, err.seq, err.kind, err.detail)
+        try:  # a live writer's write in flight settles; real damage stays
+            settle(lambda: _judge_again(path, segment.first_seq, fs))
+        except CorruptLogError:
+            return Damage(str(path), err.offset, err.seq, err.kind, err.detail)
+        return Damage(str(path), err.offset, err.seq, "write in flight", fatal=False)
+    if tail.clean:
+        return None
+    zeros = f", then {tail.zero_fill_bytes} bytes of zeros" if tail.zero_fill_bytes else ""
     return Damage(
         str(path),
         tail.good_end,
         tail.last_seq + 1,
         "torn tail",
-        f"{len(data) - tail.good_end} bytes will be cut at the next open",
+        f"{tail.torn_bytes} bytes of a torn last write ({tail.kind}){zeros} will be cut "
+        "at the next open",
         fatal=False,
     )
+
+
+def _judge_again(path: Path, first_seq: int, fs: FileSystem) -> Tail:
+    data = fs.read_file(path)
+    scan = FrameScan(data, SEGMENT_HEADER_SIZE, first_seq)
+    for _ in scan:
+        pass
+    return judge(path, data, scan, first_seq)

@@ -33,7 +33,11 @@ class Snapshotter:
         return not self._writing and state.last_seq - self.last_seq >= self.every
 
     async def take(self, state: State, checkpoint: Checkpoint | None) -> Path | None:
-        """Snapshot `state`; `checkpoint` must be the log's position of `state.last_seq`."""
+        """Snapshot `state`; `checkpoint` must be the log's position of `state.last_seq`.
+
+        Raises LostRecordsError, writing nothing, if a valid snapshot of a later seq exists:
+        the log has lost records that one covered (never renamed away and skipped).
+        """
         if state.last_seq in (0, self.last_seq):
             return None
         if checkpoint is not None and checkpoint.seq != state.last_seq:

@@ -7,7 +7,6 @@ events, the projections fold events and know nothing of files. The server, `rewi
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from itertools import chain
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from eventlog import Checkpoint, CheckpointMismatchError, CorruptLogError, EventLog, fsutil
+from eventlog import Checkpoint, CheckpointMismatchError, CorruptLogError, EventLog
 from eventlog.snapshot import Snapshot, SnapshotStore
 from projections import (
     Envelope,
@@ -92,6 +91,9 @@ def load_state(
     the tail's, not the history's. Damage in the newest segment past `at` does not stop it
     (what is before the damage is intact); it is noted in the report's `tail_damage`.
     `on_record(seq)` sees each event folded, for progress displays.
+
+    A valid snapshot of a seq past the log's end is evidence that acknowledged records are
+    gone: LostRecordsError, naming both seqs, whatever `at` asks for (never skipped).
     """
     started = time.perf_counter()
     store = snapshot_store(data_dir)
@@ -102,15 +104,11 @@ def load_state(
         reader = log
     else:
         reader, newest = _open_reader(data_dir, newest, report)
-    end = None if at is None else _end(at, reader, report)
+    end = None if at is None else _end(at, reader, report, store)
+    if end is None:
+        store.check_end(reader.last_seq)  # durable: open made it so before exposing it
     state, records = State(), None
     for snapshot in chain([newest] if newest else [], candidates):
-        # a checkpoint proves the snapshot's last record is in this log; without one, compare
-        # with the log's end (which costs a scan of the newest segment)
-        log_end = end if end is not None or snapshot.checkpoint else reader.last_seq
-        if log_end is not None and snapshot.seq > log_end:
-            report.skip(snapshot.path, f"seq {snapshot.seq} is beyond the log's end {log_end}")
-            continue
         try:
             state = decode_state(snapshot.data)
             records = reader.read(snapshot.seq + 1, checkpoint=snapshot.checkpoint)
@@ -143,17 +141,19 @@ def load_state(
     return state, report
 
 
-def _end(at: int, reader: EventLog, report: LoadReport) -> int:
+def _end(at: int, reader: EventLog, report: LoadReport, store: SnapshotStore) -> int:
     """`at`, or the log's end when that comes first.
 
     When the newest segment is damaged its end is unknown; `at` stays, and the fold either
-    stops there or meets the damage and raises.
+    stops there or meets the damage and raises. Otherwise no snapshot may lie past the end.
     """
     try:
-        return min(at, reader.last_seq)
+        log_end = reader.last_seq
     except CorruptLogError as err:
         report.tail_damage = str(err)
         return at
+    store.check_end(log_end)
+    return min(at, log_end)
 
 
 def _open_reader(
@@ -175,20 +175,6 @@ def _open_reader(
 def write_snapshot(data_dir: DataDir, state: State, checkpoint: Checkpoint | None = None) -> Path:
     """Store `state` as the snapshot of seq `state.last_seq`, at `checkpoint` in the log."""
     return snapshot_store(data_dir).write(state.last_seq, encode_state(state), checkpoint)
-
-
-def retire_snapshots_after(data_dir: DataDir, seq: int, into: Path) -> list[Path]:
-    """Move snapshots of a history being cut away (seq past `seq`) into `into`, durably."""
-    moved = []
-    for snapshot_seq, path in snapshot_store(data_dir).files():
-        if snapshot_seq > seq:
-            target = into / path.name
-            os.rename(path, target)
-            moved.append(target)
-    if moved:
-        fsutil.fsync_dir(into)
-        fsutil.fsync_dir(data_dir.snapshots)
-    return moved
 
 
 def events(log: EventLog, start: int = 1) -> Iterator[tuple[int, Envelope]]:

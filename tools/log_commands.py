@@ -10,13 +10,13 @@ import msgspec
 import typer
 from rich.table import Table
 
-from eventlog import CorruptLogError, EventLog
+from eventlog import CorruptLogError, EventLog, LogError
+from eventlog.repair import accept_loss as accept_loss_of_records
 from eventlog.repair import truncate_after
 from eventlog.verify import VerifyReport, verify_log
 from projections import State, decode, evolve
 from projections.invariants import check_structure
 from service.layout import resolve
-from service.state_store import retire_snapshots_after
 from tools.describe import describe
 from tools.exits import DAMAGE
 from tools.output import console, emit_json, note, warn
@@ -221,25 +221,56 @@ def stat(
 def repair(
     directory: DirArg,
     truncate_after_seq: Annotated[
-        int, typer.Option("--truncate-after", help="Keep records up to this seq.", min=0)
-    ],
-) -> None:
-    """Cut a corrupt log after SEQ, backing up every removed byte. Refuses while locked.
-
-    Snapshots of states past SEQ describe the history being cut away; they move to the backup.
-    """
-    data_dir = resolve(directory)
-    retired: list[Path] = []
-    result = truncate_after(
-        data_dir.log,
-        truncate_after_seq,
-        before_cut=lambda backup: retired.extend(
-            retire_snapshots_after(data_dir, truncate_after_seq, backup)
+        int | None,
+        typer.Option("--truncate-after", help="Keep records up to this seq.", min=0),
+    ] = None,
+    accept_loss: Annotated[
+        bool,
+        typer.Option(
+            "--accept-loss",
+            help="The log ends before its snapshots: accept that those records are gone.",
         ),
+    ] = False,
+) -> None:
+    """Cut a corrupt log after SEQ, or accept a loss of records. Refuses while locked.
+
+    Every removed byte, and every snapshot of a state past the kept end, moves to
+    log/repair-<time>/ (made only when something moves; preallocated zeros are not copied).
+    """
+    if (truncate_after_seq is None) == (not accept_loss):
+        raise LogError("say what to repair: --truncate-after SEQ or --accept-loss (not both)")
+    data_dir = resolve(directory)
+    if accept_loss:
+        report = accept_loss_of_records(data_dir.log, data_dir.snapshots)
+        if report.backup_dir is None:
+            console.print(
+                f"nothing to accept: no snapshot is past the log's end (seq "
+                f"{report.kept_last_seq})",
+                markup=False,
+            )
+            return
+        console.print(
+            f"the log ends at seq {report.kept_last_seq}; moved {len(report.snapshots_moved)} "
+            f"snapshots past it to {report.backup_dir}",
+            markup=False,
+        )
+        return
+    assert truncate_after_seq is not None
+    report = truncate_after(data_dir.log, truncate_after_seq, data_dir.snapshots)
+    if report.backup_dir is None:
+        console.print(
+            f"nothing to cut: the log already ends at seq {report.kept_last_seq}",
+            markup=False,
+        )
+        return
+    zeros = (
+        f"; dropped {report.zero_fill_dropped} bytes of preallocated zeros"
+        if report.zero_fill_dropped
+        else ""
     )
     console.print(
-        f"kept records up to seq {result.kept_last_seq}; moved {result.bytes_removed} bytes "
-        f"({result.segments_moved} whole segments) and {len(retired)} snapshots to "
-        f"{result.backup_dir}",
+        f"kept records up to seq {report.kept_last_seq}; moved {report.bytes_removed} bytes "
+        f"({report.segments_moved} whole segments) and {len(report.snapshots_moved)} snapshots "
+        f"to {report.backup_dir}{zeros}",
         markup=False,
     )

@@ -1,7 +1,9 @@
-"""`rewind log repair --truncate-after SEQ`: the operator's explicit cut. It refuses while the
-log is held and refuses cuts that would split a group; when it cuts, every removed byte (tail
-bytes, whole later segments, snapshots of the cut history) is kept in the backup, and the log
-left behind verifies clean, opens, and loads to exactly the state at SEQ."""
+"""`rewind log repair`: the operator's explicit cut (`--truncate-after SEQ`) and acceptance of a
+loss (`--accept-loss`). It refuses while the log is held and refuses cuts that would split a
+write batch; when it cuts, every removed byte (tail bytes, whole later segments, snapshots of
+the cut history) is kept in the backup, preallocated zeros are not, and the log left behind
+verifies clean, opens, and loads to exactly the state at SEQ. A repair with nothing to do
+changes nothing and leaves no backup directory."""
 
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def data_dir(tmp_path: Path, payloads: list[bytes]) -> DataDir:
     return data_dir
 
 
-def _ends_of_groups(found: list[FrameInfo]) -> list[FrameInfo]:
+def _ends_of_batches(found: list[FrameInfo]) -> list[FrameInfo]:
     return [f for f in found if not f.continues]
 
 
@@ -65,7 +67,7 @@ def _pick_cut(found: list[FrameInfo], segment_index: int, low: int, high: int) -
     """A group's last record inside segment number `segment_index`, mid-segment."""
     segments = sorted({f.segment for f in found})
     target = segments[segment_index]
-    inside = [f for f in _ends_of_groups(found) if f.segment == target and low < f.seq < high]
+    inside = [f for f in _ends_of_batches(found) if f.segment == target and low < f.seq < high]
     assert len(inside) >= 3, "the fixture should put a few groups there"
     return inside[len(inside) // 2]
 
@@ -96,17 +98,21 @@ def test_repair_backs_up_every_removed_byte(data_dir: DataDir, payloads: list[by
     assert backup.is_dir()
 
     # The cut segment: what stays plus the backed-up tail is exactly the original file.
-    end = cut.offset + FRAME_HEADER.size + cut.length
+    end = cut.batch_end
     original = seg_before[cut.segment.name]
     assert cut.segment.read_bytes() == original[:end]
     assert (backup / f"{cut.segment.name}.tail").read_bytes() == original[end:]
-    # Every later segment moved whole, byte for byte.
+    # Every later segment moved whole, byte for byte (the newest without its preallocated
+    # zeros: free space, not records).
     later = sorted(name for name in seg_before if name > cut.segment.name)
     assert later and int(moved_segments) == len(later)
+    written = {name: seg_before[name] for name in later}
+    written[later[-1]] = written[later[-1]][: found[-1].batch_end]
+    assert not seg_before[later[-1]][found[-1].batch_end :].strip(b"\0")
     for name in later:
         assert not (data_dir.log / name).exists()
-        assert (backup / name).read_bytes() == seg_before[name]
-    assert int(moved_bytes) == len(original) - end + sum(len(seg_before[n]) for n in later)
+        assert (backup / name).read_bytes() == written[name]
+    assert int(moved_bytes) == len(original) - end + sum(len(b) for b in written.values())
     # Snapshots of the cut history retired into the backup, the older one kept in place.
     assert _snapshot_names(data_dir) == [f"{150:020d}{SUFFIX}"]
     assert int(retired) == 2
@@ -130,7 +136,7 @@ def test_repair_backs_up_every_removed_byte(data_dir: DataDir, payloads: list[by
 
     with EventLog.open(data_dir.log, segment_bytes=SEGMENT_BYTES) as log:
         assert log.last_seq == cut.seq
-        assert log.recovery.bytes_cut == 0
+        assert log.recovery.torn_bytes == 0
         append(log, payloads[cut.seq : cut.seq + 10])
         assert log.last_seq == cut.seq + 10
     state, _ = load_state(data_dir)
@@ -156,15 +162,128 @@ def test_repair_at_a_segment_boundary_moves_whole_segments(
 
 
 def test_repair_to_zero_keeps_an_empty_log(data_dir: DataDir) -> None:
-    total = sum(p.stat().st_size for p in data_dir.log.glob("*.seg"))
+    """Everything moves to the backup except the newest segment's preallocated zeros (a
+    regression: they made a `.tail` of megabytes of zeros)."""
+    segments = sorted(data_dir.log.glob("*.seg"))
+    newest = segments[-1].read_bytes()
+    zeros = len(newest) - len(newest.rstrip(b"\0"))
+    assert zeros > 0, "the newest segment ends in preallocated space"
+    written = sum(p.stat().st_size for p in segments) - zeros
     result = run_rewind("log", "repair", data_dir.root, "--truncate-after", 0)
     assert result.returncode == 0, result.stderr
     [segment] = sorted(data_dir.log.glob("*.seg"))
     assert segment.stat().st_size == SEGMENT_HEADER
-    assert f"moved {total - SEGMENT_HEADER} bytes" in result.stdout
+    assert f"moved {written - SEGMENT_HEADER} bytes" in result.stdout
+    backup = Path(result.stdout.strip().split(" to ")[-1])
+    assert (backup / segments[-1].name).read_bytes() == newest[: len(newest) - zeros]
+    assert sum(p.stat().st_size for p in backup.glob("*.seg*")) == written - SEGMENT_HEADER
     assert _snapshot_names(data_dir) == []
     with EventLog.open(data_dir.log) as log:
         assert log.last_seq == 0
+
+
+def test_a_cut_in_the_newest_segment_copies_no_zeros(data_dir: DataDir) -> None:
+    found = frames(data_dir.log)
+    newest = found[-1].segment
+    ends = [f for f in _ends_of_batches(found) if f.segment == newest]
+    assert len(ends) >= 2
+    cut = ends[-2]
+    original = newest.read_bytes()
+    zeros = len(original) - found[-1].batch_end
+    assert zeros > 0 and not original[found[-1].batch_end :].strip(b"\0")
+    result = run_rewind("log", "repair", data_dir.root, "--truncate-after", cut.seq)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(f"; dropped {zeros} bytes of preallocated zeros")
+    backup = Path(result.stdout.split(" to ")[-1].split(";")[0])
+    tail = (backup / f"{newest.name}.tail").read_bytes()
+    assert tail == original[cut.batch_end : found[-1].batch_end]
+    assert newest.read_bytes() == original[: cut.batch_end]
+
+
+def test_repair_to_zero_replaces_a_damaged_first_header(data_dir: DataDir) -> None:
+    """Regression: a cut of everything must not need the first segment's header (it answered
+    with advice to run repair); the damaged file is backed up whole and a fresh header written."""
+    first = sorted(data_dir.log.glob("*.seg"))[0]
+    original = first.read_bytes()
+    with first.open("r+b") as handle:
+        handle.write(b"XXXX")
+    damaged = first.read_bytes()
+    verify = run_rewind("log", "verify", data_dir.root)
+    assert verify.returncode == 1
+    result = run_rewind("log", "repair", data_dir.root, "--truncate-after", 0)
+    assert result.returncode == 0, result.stderr
+    assert "rewind log repair" not in result.stdout + result.stderr
+    backup = Path(result.stdout.strip().split(" to ")[-1])
+    assert (backup / first.name).read_bytes() == damaged
+    assert original[4:] == damaged[4:]
+    assert run_rewind("log", "verify", data_dir.root).returncode == 0
+    with EventLog.open(data_dir.log) as log:
+        assert log.last_seq == 0
+
+
+def test_a_damaged_header_names_the_cut_that_works(data_dir: DataDir) -> None:
+    segments = sorted(data_dir.log.glob("*.seg"))
+    victim = segments[2]
+    first_seq = int(victim.name[:20])
+    with victim.open("r+b") as handle:
+        handle.write(b"XXXX")
+    before = tree_digest(data_dir.root)
+    result = run_rewind("log", "repair", data_dir.root, "--truncate-after", first_seq + 3)
+    line = assert_one_error_line(result)
+    assert str(victim) in line and f"--truncate-after {first_seq - 1}" in line
+    assert "rewind log repair" not in line, "a repair error must not advise running repair"
+    assert tree_digest(data_dir.root) == before
+
+
+def test_a_repair_with_nothing_to_do_changes_nothing(data_dir: DataDir) -> None:
+    """Regression: cutting at the log's own end made an empty `repair-*` directory."""
+    last = frames(data_dir.log)[-1]
+    before = tree_digest(data_dir.root)
+    result = run_rewind("log", "repair", data_dir.root, "--truncate-after", last.seq)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"nothing to cut: the log already ends at seq {last.seq}"
+    assert tree_digest(data_dir.root) == before
+    assert not list(data_dir.log.glob("repair-*"))
+    accept = run_rewind("log", "repair", data_dir.root, "--accept-loss")
+    assert accept.returncode == 0, accept.stderr
+    assert accept.stdout.strip() == (
+        f"nothing to accept: no snapshot is past the log's end (seq {last.seq})"
+    )
+    assert not list(data_dir.log.glob("repair-*"))
+
+
+def test_accept_loss_moves_the_snapshots_past_the_end(
+    data_dir: DataDir, payloads: list[bytes]
+) -> None:
+    """A lost newest segment: the snapshots prove records are gone, so state refuses, naming
+    both seqs, until the operator accepts the loss."""
+    segments = sorted(data_dir.log.glob("*.seg"))
+    lost = next(p for p in segments if SNAPS[-2] < int(p.name[:20]) <= SNAPS[-1])
+    log_end = int(lost.name[:20]) - 1
+    for path in segments[segments.index(lost) :]:  # the newest segments are gone
+        path.unlink()
+    line = assert_one_error_line(run_rewind("state", data_dir.root))
+    assert f"covers seq {SNAPS[-1]} but the log ends at seq {log_end}" in line
+    result = run_rewind("log", "repair", data_dir.root, "--accept-loss")
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(
+        rf"the log ends at seq {log_end}; moved 1 snapshots past it to (\S+)",
+        result.stdout.strip(),
+    )
+    assert match, result.stdout
+    assert (Path(match.group(1)) / f"{SNAPS[-1]:020d}{SUFFIX}").exists()
+    state, report = load_state(data_dir)
+    assert encode_state(state) == encode_state(fold(payloads, log_end))
+    assert report.snapshot_seq == max(s for s in SNAPS if s <= log_end)
+
+
+def test_repair_needs_exactly_one_action(data_dir: DataDir) -> None:
+    before = tree_digest(data_dir.root)
+    options: list[list[str | int]] = [[], ["--truncate-after", 5, "--accept-loss"]]
+    for args in options:
+        line = assert_one_error_line(run_rewind("log", "repair", data_dir.root, *args))
+        assert "--truncate-after SEQ or --accept-loss" in line
+    assert tree_digest(data_dir.root) == before
 
 
 _HOLDER = """
@@ -204,7 +323,7 @@ def test_repair_refuses_while_the_log_is_held(data_dir: DataDir) -> None:
     assert run_rewind("log", "repair", data_dir.root, "--truncate-after", cut.seq).returncode == 0
 
 
-def test_repair_refuses_a_seq_inside_a_group(data_dir: DataDir) -> None:
+def test_repair_refuses_a_seq_inside_a_batch(data_dir: DataDir) -> None:
     found = frames(data_dir.log)
     inside = [f for f in found if f.continues and f.seq > 10]
     assert inside
@@ -212,15 +331,21 @@ def test_repair_refuses_a_seq_inside_a_group(data_dir: DataDir) -> None:
     for member in (inside[0], inside[len(inside) // 2], inside[-1]):
         result = run_rewind("log", "repair", data_dir.root, "--truncate-after", member.seq)
         line = assert_one_error_line(result)
-        assert "append_many group" in line and f"seq {member.seq}" in line
+        assert "inside a write batch" in line and f"seq {member.seq}" in line
+        batch = [f.seq for f in found if f.batch_end == member.batch_end]
+        assert f"cut at seq {batch[0] - 1} or {batch[-1]}" in line
     assert tree_digest(data_dir.root) == before
     assert not list(data_dir.log.glob("repair-*"))
 
 
 @pytest.mark.parametrize("seq", [N + 1, N + 1000])
 def test_repair_refuses_a_seq_past_the_end(data_dir: DataDir, seq: int) -> None:
+    """Regression: on a healthy log it said "checksum mismatch" (it read preallocated zeros)."""
     before = tree_digest(data_dir.root)
-    assert_one_error_line(run_rewind("log", "repair", data_dir.root, "--truncate-after", seq))
+    line = assert_one_error_line(
+        run_rewind("log", "repair", data_dir.root, "--truncate-after", seq)
+    )
+    assert f"seq {seq} is past the end of the log (its last record is seq {N})" in line
     assert tree_digest(data_dir.root) == before
     assert not list(data_dir.log.glob("repair-*"))
 
@@ -244,7 +369,7 @@ def test_repair_cuts_a_corrupt_log_back_to_health(data_dir: DataDir, payloads: l
     assert "Traceback" not in run_rewind("state", data_dir.root).stderr
     verify = run_rewind("log", "verify", data_dir.root, "--json")
     assert verify.returncode == 1
-    cut = max(f.seq for f in _ends_of_groups(found) if f.seq < victim.seq)
+    cut = max(f.seq for f in _ends_of_batches(found) if f.seq < victim.seq)
     result = run_rewind("log", "repair", data_dir.root, "--truncate-after", cut)
     assert result.returncode == 0, result.stderr
     assert run_rewind("log", "verify", data_dir.root, "--deep").returncode == 0
@@ -263,15 +388,15 @@ def test_two_repairs_in_one_second_keep_both_backups(
     monkeypatch.setattr("eventlog.repair.time", frozen)
     found = frames(data_dir.log)
     segment = sorted({f.segment for f in found})[2]
-    ends = [f for f in _ends_of_groups(found) if f.segment == segment]
+    ends = [f for f in _ends_of_batches(found) if f.segment == segment]
     assert len(ends) >= 6
     first, second = ends[-2], ends[2]
     original = segment.read_bytes()
     truncate_after(data_dir.log, first.seq)
     truncate_after(data_dir.log, second.seq)
     backups = [p.read_bytes() for p in data_dir.log.glob("repair-*/*") if p.is_file()]
-    first_end = first.offset + FRAME_HEADER.size + first.length
-    second_end = second.offset + FRAME_HEADER.size + second.length
+    first_end = first.batch_end
+    second_end = second.batch_end
     assert original[second_end:first_end] in backups
     first_tail = original[first_end:]
     assert first_tail in backups, "the first repair's backup of its removed bytes was lost"

@@ -139,6 +139,68 @@ def write_model(
     return model
 
 
+def write_sequential(
+    path: Path, groups: Sequence[Sequence[bytes]], segment_bytes: int = 64 * 2**20
+) -> Model:
+    """Create a log at `path` appending `groups` one at a time: one write batch per group."""
+    model = Model()
+
+    async def main() -> None:
+        with EventLog.open(path, segment_bytes=segment_bytes) as log:
+            for group in groups:
+                seqs = await append_groups(log, [group])
+                model.add_group(seqs[0], group)
+
+    asyncio.run(main())
+    return model
+
+
+FRAME = struct.Struct("<IIQ")
+COMMIT_BIT = 1 << 30
+COMMIT_FRAME = FRAME.size + 12
+SEGMENT_HEADER = 20
+
+
+@dataclass
+class BatchInfo:
+    """One write batch in a segment, parsed by hand (independent of the engine's scanner)."""
+
+    first_seq: int
+    last_seq: int
+    start: int
+    commit: int
+    """Offset of its commit frame."""
+    records: list[tuple[int, int, int]]
+    """(seq, offset, end) of each record frame."""
+
+    @property
+    def end(self) -> int:
+        return self.commit + COMMIT_FRAME
+
+
+def batches(segment: Path) -> list[BatchInfo]:
+    """The closed batches of a segment, in order (stops at zeros or at an unclosed batch)."""
+    data = segment.read_bytes()
+    found: list[BatchInfo] = []
+    offset = start = SEGMENT_HEADER
+    records: list[tuple[int, int, int]] = []
+    while offset + FRAME.size <= len(data):
+        word, _, seq = FRAME.unpack_from(data, offset)
+        if word & COMMIT_BIT:
+            if not records or offset + COMMIT_FRAME > len(data):
+                break
+            found.append(BatchInfo(records[0][0], records[-1][0], start, offset, records))
+            offset = start = offset + COMMIT_FRAME
+            records = []
+            continue
+        end = offset + FRAME.size + word
+        if seq == 0 or end > len(data):
+            break
+        records.append((seq, offset, end))
+        offset = end
+    return found
+
+
 def tree(path: Path) -> dict[str, bytes]:
     """Every file under `path` with its bytes, to prove that nothing was written."""
     return {

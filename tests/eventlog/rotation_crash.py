@@ -2,10 +2,10 @@
 
 usage: rotation_crash.py LOG_DIR POINT NTH
 
-Opens the log with tiny segments, then wraps the primitives rotation uses (fsutil functions,
-os.open, os.rename) so that during the NTH rotation the process kills itself at POINT:
+Opens the log with tiny segments through a filesystem (the engine's seam) that, during the NTH
+rotation, kills the process at POINT:
 
-  before-temp-create  after the old segment's datasync (and close), before the temp file exists
+  before-temp-create  after the old segment's sync (and close), before the temp file exists
   partial-header      after writing only part of the new segment's header
   after-header        after the temp file is created and its header written
   after-temp-sync     after the temp file's fsync
@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from eventlog import EventLog, fsutil
-from eventlog.segment import TEMP_SUFFIX
+from eventlog import EventLog, FileSystem
+from eventlog.atomic import TEMP_PREFIX
 
 POINTS = [
     "before-temp-create",
@@ -48,78 +48,71 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _fd_path(fd: int) -> str:
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return ""
+def _is_temp(path: Path) -> bool:
+    return path.name.startswith(TEMP_PREFIX) and path.name.endswith(".seg")
 
 
-def install(point: str, nth: int) -> None:
-    """Arm the kill; rotations are counted by the temp segments they create."""
-    rotations = 0
-    renamed = False
-    new_segment = ""
-    real_open = os.open
-    real_rename = os.rename
-    real_write_all = fsutil.write_all
-    real_write_all_at = fsutil.write_all_at
-    real_fullsync = fsutil.fullsync
-    real_fsync_dir = fsutil.fsync_dir
+class KillAt(FileSystem):
+    """Counts rotations by the temp segments they create (once armed), and dies at `point` of
+    the `nth` one."""
 
-    def is_temp(path: object) -> bool:
-        return str(path).endswith(TEMP_SUFFIX)
+    def __init__(self, point: str, nth: int) -> None:
+        self.point = point
+        self.nth = nth
+        self.armed = False
+        self.rotations = 0
+        self.renamed = False
+        self.new_segment: Path | None = None
+        self.paths: dict[int, Path] = {}
 
-    def hooked_open(path: str | bytes | os.PathLike[str], flags: int, *args: int) -> int:
-        nonlocal rotations
-        if is_temp(path) and flags & os.O_CREAT:
-            rotations += 1
-            if rotations == nth and point == "before-temp-create":
+    def _here(self, point: str) -> bool:
+        return self.point == point and self.rotations == self.nth
+
+    def open(self, path: Path, flags: int, mode: int = 0o644) -> int:
+        if self.armed and _is_temp(path) and flags & os.O_CREAT:
+            self.rotations += 1
+            if self._here("before-temp-create"):
                 _die()
-        return real_open(path, flags, *args)
+        fd = super().open(path, flags, mode)
+        self.paths[fd] = path
+        return fd
 
-    def hooked_write_all(fd: int, data: bytes) -> None:
-        target = _fd_path(fd)
-        if rotations == nth and is_temp(target):
-            if point == "partial-header":
-                real_write_all(fd, data[: len(data) // 2])
-                _die()
-            real_write_all(fd, data)
-            if point == "after-header":
-                _die()
-            return
-        real_write_all(fd, data)
+    def close(self, fd: int) -> None:
+        self.paths.pop(fd, None)
+        super().close(fd)
 
-    def hooked_write_all_at(fd: int, data: bytes, offset: int) -> None:
-        real_write_all_at(fd, data, offset)
-        if point == "after-first-write" and new_segment and _fd_path(fd) == new_segment:
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        if _is_temp(self.paths.get(fd, Path())) and self._here("partial-header"):
+            super().write(fd, data[: len(data) // 2])
+            _die()
+        written = super().write(fd, data)
+        if _is_temp(self.paths.get(fd, Path())) and self._here("after-header"):
+            _die()
+        return written
+
+    def fsync(self, fd: int) -> None:
+        super().fsync(fd)
+        if _is_temp(self.paths.get(fd, Path())) and self._here("after-temp-sync"):
             _die()
 
-    def hooked_fullsync(fd: int) -> None:
-        real_fullsync(fd)
-        if point == "after-temp-sync" and rotations == nth and is_temp(_fd_path(fd)):
-            _die()
-
-    def hooked_rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        nonlocal renamed, new_segment
-        real_rename(src, dst)
-        if rotations == nth and is_temp(src):
-            renamed = True
-            new_segment = os.path.realpath(dst)
-            if point == "after-rename":
+    def rename(self, source: Path, target: Path) -> None:
+        super().rename(source, target)
+        if self.rotations == self.nth and _is_temp(source):
+            self.renamed = True
+            self.new_segment = target
+            if self._here("after-rename"):
                 _die()
 
-    def hooked_fsync_dir(path: Path) -> None:
-        real_fsync_dir(path)
-        if point == "after-dir-sync" and renamed:
+    def fsync_dir(self, path: Path) -> None:
+        super().fsync_dir(path)
+        if self.point == "after-dir-sync" and self.renamed:
             _die()
 
-    os.open = hooked_open  # type: ignore[assignment]
-    os.rename = hooked_rename  # type: ignore[assignment]
-    fsutil.write_all = hooked_write_all
-    fsutil.write_all_at = hooked_write_all_at
-    fsutil.fullsync = hooked_fullsync
-    fsutil.fsync_dir = hooked_fsync_dir
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        written = super().pwrite(fd, data, offset)
+        if self.point == "after-first-write" and self.paths.get(fd) == self.new_segment:
+            _die()
+        return written
 
 
 async def _writer(log: EventLog, rng: random.Random) -> None:
@@ -142,8 +135,9 @@ async def _writer(log: EventLog, rng: random.Random) -> None:
 async def main() -> None:
     path, point, nth = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     assert point in POINTS, point
-    log = EventLog.open(path, segment_bytes=16 * 1024)
-    install(point, nth)
+    fs = KillAt(point, nth)
+    log = EventLog.open(path, segment_bytes=16 * 1024, fs=fs)
+    fs.armed = True
     tasks = [asyncio.create_task(_writer(log, random.Random(i))) for i in range(8)]
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
 

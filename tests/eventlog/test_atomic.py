@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlog import CorruptFileError, atomic_write, fsutil, read_checked, write_checked
+from eventlog import CorruptFileError, FileSystem, atomic_write, read_checked, write_checked
 
 
 def _leftovers(directory: Path, keep: set[str]) -> list[str]:
@@ -27,19 +27,34 @@ def test_atomic_write_creates_and_replaces_whole(tmp_path: Path) -> None:
     assert _leftovers(tmp_path, {"state.json"}) == []
 
 
-@pytest.mark.parametrize("fail", ["write_all", "fullsync"])
-def test_failed_atomic_write_keeps_the_old_file_and_no_temp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: str
-) -> None:
+class Failing(FileSystem):
+    """A filesystem whose `operation` fails with EIO (after doing nothing)."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        if self.operation == "write":
+            raise OSError(errno.EIO, "injected")
+        return super().write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        if self.operation == "fsync":
+            raise OSError(errno.EIO, "injected")
+        super().fsync(fd)
+
+    def rename(self, source: Path, target: Path) -> None:
+        if self.operation == "rename":
+            raise OSError(errno.EIO, "injected")
+        super().rename(source, target)
+
+
+@pytest.mark.parametrize("fail", ["write", "fsync", "rename"])
+def test_failed_atomic_write_keeps_the_old_file_and_no_temp(tmp_path: Path, fail: str) -> None:
     target = tmp_path / "report"
     atomic_write(target, b"old and whole")
-
-    def broken(*_: object) -> None:
-        raise OSError(errno.EIO, "injected")
-
-    monkeypatch.setattr(fsutil, fail, broken)
     with pytest.raises(OSError):
-        atomic_write(target, b"new" * 1000)
+        atomic_write(target, b"new" * 1000, Failing(fail))
     assert target.read_bytes() == b"old and whole"
     assert _leftovers(tmp_path, {"report"}) == []
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from eventlog import EventLog
+from eventlog.atomic import TEMP_PREFIX
 from tests.eventlog.helpers import check_self_describing, read_acked, sha, spawn
 
 ROUNDS = int(os.environ.get("REWIND_CRASH_ROUNDS", "50"))
@@ -22,10 +23,10 @@ SEGMENT_BYTES = 256 * 1024
 
 
 def _verify(log_dir: Path, acked: dict[int, str]) -> tuple[int, int]:
-    """Reopen, check the promise, return (last_seq, bytes_cut)."""
+    """Reopen, check the promise, return (last_seq, torn bytes cut)."""
     with EventLog.open(log_dir, segment_bytes=SEGMENT_BYTES) as log:
         recovery = log.recovery
-        assert not list(log_dir.glob("*.seg.tmp")), "open left a half-made segment behind"
+        assert not list(log_dir.glob(f"{TEMP_PREFIX}*")), "open left a half-made file behind"
         records = list(log.read())
         assert [r.seq for r in records] == list(range(1, log.last_seq + 1)), "seqs not contiguous"
         assert recovery.last_seq == log.last_seq
@@ -33,21 +34,19 @@ def _verify(log_dir: Path, acked: dict[int, str]) -> tuple[int, int]:
         for seq, digest in acked.items():
             assert sha(records[seq - 1].payload) == digest, f"acknowledged seq {seq} differs"
         check_self_describing(records)
-        if recovery.bytes_cut:
-            assert recovery.cut_reason
-            if recovery.broken_file is not None:
-                broken = Path(recovery.broken_file)
-                assert broken.exists()
-                assert broken.stat().st_size == recovery.bytes_cut
-            else:
-                assert recovery.cut_reason == "zero fill"
+        if recovery.torn_bytes:  # a torn last write: its bytes are kept, whole
+            assert recovery.cut_reason and recovery.cut_reason.startswith("torn write")
+            assert recovery.broken_file is not None
+            assert Path(recovery.broken_file).stat().st_size == recovery.torn_bytes
+        else:
+            assert recovery.broken_file is None and recovery.zero_fill_bytes == 0
         last = log.last_seq
     # The repair is durable and complete: a second open finds a clean tail.
     with EventLog.open(log_dir, segment_bytes=SEGMENT_BYTES) as again:
-        assert again.recovery.bytes_cut == 0
+        assert again.recovery.torn_bytes == 0
         assert again.recovery.temp_files_removed == 0
         assert again.last_seq == last
-    return last, recovery.bytes_cut
+    return last, recovery.torn_bytes
 
 
 @pytest.mark.crash

@@ -1,4 +1,5 @@
-"""Damage to any file gives a valid prefix or CorruptLogError, never a wrong record.
+"""Damage to any file gives a valid prefix or CorruptLogError, never a wrong record; and one
+flip or cut has exactly the outcome the rule says.
 
 Templates are written once; every example copies one, damages the copy (truncations, bit flips
 in segment headers and bodies, older and newest segments) and opens it read-only and then as
@@ -21,7 +22,14 @@ from hypothesis import strategies as st
 from eventlog import CorruptLogError, EventLog
 from eventlog.frame import HEADER_SIZE
 from eventlog.segment import SEGMENT_HEADER_SIZE
-from tests.eventlog.helpers import Model, read_until_error, segment_files, write_model
+from tests.eventlog.helpers import (
+    BatchInfo,
+    Model,
+    batches,
+    read_until_error,
+    segment_files,
+    write_model,
+)
 
 
 def _groups(seed: int, count: int, max_size: int) -> list[list[bytes]]:
@@ -41,16 +49,8 @@ class Template:
         shutil.copytree(self.path, destination)
         return destination
 
-    def frames(self, segment: Path) -> list[tuple[int, int, int]]:
-        """(seq, offset, end) of every frame in a segment of the template."""
-        first = int(segment.name[:20])
-        data = (self.path / segment.name).read_bytes()
-        offset, seq, found = SEGMENT_HEADER_SIZE, first, []
-        while offset < len(data) and seq <= len(self.model.payloads):  # then preallocated zeros
-            end = offset + HEADER_SIZE + len(self.model.payloads[seq - 1])
-            found.append((seq, offset, end))
-            offset, seq = end, seq + 1
-        return found
+    def batches(self, segment: Path) -> list[BatchInfo]:
+        return batches(self.path / segment.name)
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +103,14 @@ def _check_outcome(log_dir: Path, model: Model) -> list[int]:
         if recovery.broken_file is not None:
             newest = segment_files(log_dir)[-1]
             kept = Path(recovery.broken_file).read_bytes()
+            assert len(kept) == recovery.torn_bytes
+            original = before[newest.name]
+            cut = len(original) - recovery.torn_bytes - recovery.zero_fill_bytes
             data = newest.read_bytes()
-            used = len(before[newest.name]) - len(kept)
-            assert data[:used] + kept == before[newest.name], "cut bytes not kept whole"
-            assert not data[used:].strip(b"\0"), "past the cut: only preallocated zeros"
+            assert original[:cut] == data[:cut]
+            assert original[cut : cut + len(kept)] == kept, "cut bytes not kept whole"
+            assert not original[cut + len(kept) :].strip(b"\0"), "zero fill: only zeros"
+            assert not data[cut:].strip(b"\0"), "past the cut: only preallocated zeros"
 
         async def more() -> int:
             return await log.append(b"after damage")
@@ -114,7 +118,7 @@ def _check_outcome(log_dir: Path, model: Model) -> list[int]:
         assert asyncio.run(more()) == len(got) + 1
         assert [r.seq for r in log.read()] == list(range(1, len(got) + 2))
     with EventLog.open(log_dir) as again:
-        assert again.recovery.bytes_cut == 0
+        assert again.recovery.torn_bytes == 0
         assert again.last_seq == len(got) + 1
     return [r.seq for r in got]
 
@@ -162,10 +166,12 @@ def test_single_damage_has_the_exact_expected_outcome(
     """Sharper than 'prefix or error': one flip or cut has exactly one right answer.
 
     - an older segment damaged anywhere: reading raises (open may not notice, reading must);
-    - newest segment cut inside the frames: exactly the groups that end before the cut survive;
-    - a bit flipped in the newest segment's last frame: that frame's group is cut as a torn tail;
-    - a bit flipped in any other frame of it: valid records follow, so it is corruption;
-    - any header damage: corruption.
+    - any header damage: corruption;
+    - newest segment cut: exactly the batches that end before the cut survive;
+    - a bit flipped in the newest segment's last batch: that batch is cut as a torn write;
+    - a bit flipped in any earlier batch of it: a later commit frame proves it was synced, so
+      it is corruption;
+    - a bit flipped in the zeros after the last batch: garbage after the end, cut.
     """
     template = templates[which]
     model = template.model
@@ -176,10 +182,10 @@ def test_single_damage_has_the_exact_expected_outcome(
     size = segment.stat().st_size
     kind = data.draw(st.sampled_from(["truncate", "flip"]))
     limit = size if kind == "truncate" else size * 8
-    frames = template.frames(segment)
+    found = template.batches(segment)
     positions = st.integers(0, limit - 1)
-    if newest:  # the last frame is where a torn tail lives: aim there half the time
-        last_start = frames[-1][1] * (1 if kind == "truncate" else 8)
+    if newest and found:  # the last batch is where a torn write lives: aim there half the time
+        last_start = found[-1].start * (1 if kind == "truncate" else 8)
         positions = st.one_of(positions, st.integers(last_start, limit - 1))
     position = data.draw(positions)
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,22 +202,22 @@ def test_single_damage_has_the_exact_expected_outcome(
             with log, pytest.raises(CorruptLogError):
                 list(log.read())
             return
+        first = int(segment.name[:20])
+        before = [b.last_seq for b in found]
         if kind == "truncate":
-            survivors = [seq for seq, _, end in frames if end <= byte and seq in model.group_ends]
-            expected = survivors[-1] if survivors else frames[0][0] - 1
+            survivors = [b.last_seq for b in found if b.end <= byte]
+            expected = survivors[-1] if survivors else first - 1
             assert _check_outcome(log_dir, model) == list(range(1, expected + 1))
             return
-        if byte >= frames[-1][2]:  # a flip in the preallocated zeros: garbage after the end
+        if not found or byte >= found[-1].end:  # in the preallocated zeros: garbage, cut
             event("flip in preallocated space")
-            assert _check_outcome(log_dir, model) == list(range(1, frames[-1][0] + 1))
+            assert _check_outcome(log_dir, model) == list(range(1, model.last_seq + 1))
             return
-        hit = next(seq for seq, start, end in frames if start <= byte < end)
-        event("flip in last frame" if hit == frames[-1][0] else "flip before last frame")
-        if hit != frames[-1][0]:
-            with pytest.raises(CorruptLogError, match="valid records follow"):
+        hit = next(i for i, b in enumerate(found) if b.start <= byte < b.end)
+        event("flip in last batch" if hit == len(found) - 1 else "flip before last batch")
+        if hit != len(found) - 1:
+            with pytest.raises(CorruptLogError, match="commit frame of a later write"):
                 EventLog.open(log_dir)
             return
-        group_start = hit
-        while group_start - 1 >= frames[0][0] and group_start - 1 not in model.group_ends:
-            group_start -= 1
-        assert _check_outcome(log_dir, model) == list(range(1, group_start))
+        expected = before[-2] if len(before) > 1 else first - 1
+        assert _check_outcome(log_dir, model) == list(range(1, expected + 1))

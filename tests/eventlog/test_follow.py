@@ -12,14 +12,15 @@ import pytest
 from eventlog import EventLog
 from tests.eventlog.helpers import check_self_describing, read_acked, sha, spawn
 
-SEGMENT = 128 * 1024
-
 
 @pytest.mark.timeout(120)
-def test_readonly_reader_follows_a_live_writer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("segment", [128 * 1024, 8 * 1024])
+def test_readonly_reader_follows_a_live_writer(tmp_path: Path, segment: int) -> None:
+    """With 8 KiB segments the writer rotates all the time: regression (defect 3) for the
+    false "gap between segments" a listing taken mid-rotation gave (10 of 25 reads)."""
     log_dir = tmp_path / "log"
     out = tmp_path / "acked.out"
-    child = spawn("crash_writer.py", str(log_dir), "77", str(SEGMENT), "16", stdout=out)
+    child = spawn("crash_writer.py", str(log_dir), "77", str(segment), "16", stdout=out)
     reads = 0
     seen = 0
     segments_seen: set[int] = set()

@@ -1,5 +1,6 @@
 """A failed fsync or write poisons the log: the append fails, queued and later ones fail, and a
-reopen still holds every acknowledged record (the failed batch may or may not have landed)."""
+reopen still holds every acknowledged record (the failed batch may or may not have landed: its
+outcome is unknown). Faults are injected through the filesystem seam."""
 
 from __future__ import annotations
 
@@ -8,33 +9,31 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog, LogFailedError, fsutil
+from eventlog import EventLog, FileSystem, LogFailedError
 from tests.eventlog.helpers import segment_files
 
 
-def _failing_after(
-    calls: int, original: Callable[[int], None]
-) -> tuple[Callable[[int], None], threading.Event, threading.Event]:
-    """A datasync that works `calls` times, then blocks until released and raises EIO."""
-    entered, release = threading.Event(), threading.Event()
-    count = 0
+class FailingSync(FileSystem):
+    """fdatasync works `calls` times once armed, then blocks until released and raises EIO."""
 
-    def datasync(fd: int) -> None:
-        nonlocal count
-        count += 1
-        if count <= calls:
-            original(fd)
-            return
-        entered.set()
-        release.wait(10)
-        raise OSError(errno.EIO, "injected EIO")
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
 
-    return datasync, entered, release
+    def fdatasync(self, fd: int) -> None:
+        if self.armed:
+            if self.calls == 0:
+                self.entered.set()
+                self.release.wait(10)
+                raise OSError(errno.EIO, "injected EIO")
+            self.calls -= 1
+        super().fdatasync(fd)
 
 
 async def _wait_for(event: threading.Event) -> None:
@@ -46,16 +45,16 @@ async def _wait_for(event: threading.Event) -> None:
 
 @pytest.mark.parametrize("good_syncs", [0, 1, 5])
 def test_fsync_eio_fails_the_append_the_queue_and_every_later_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, good_syncs: int
+    tmp_path: Path, good_syncs: int
 ) -> None:
-    original = fsutil.datasync
-    failing, entered, release = _failing_after(good_syncs, original)
+    fs = FailingSync(good_syncs)
+    entered, release = fs.entered, fs.release
     acked: dict[int, bytes] = {}
     submitted: dict[int, bytes] = {}
 
     async def main() -> None:
-        log = EventLog.open(tmp_path, segment_bytes=4096)
-        monkeypatch.setattr(fsutil, "datasync", failing)
+        log = EventLog.open(tmp_path, segment_bytes=4096, fs=fs)
+        fs.armed = True
         try:
             for i in range(good_syncs):  # one sync per sequential append (and per rotation)
                 payload = f"ok-{i}".encode() * 100
@@ -91,7 +90,6 @@ def test_fsync_eio_fails_the_append_the_queue_and_every_later_one(
             log.close()
 
     asyncio.run(main())
-    monkeypatch.setattr(fsutil, "datasync", original)
     with EventLog.open(tmp_path, segment_bytes=4096) as log:
         records = list(log.read())
         assert [r.seq for r in records] == list(range(1, log.last_seq + 1))
@@ -105,26 +103,28 @@ def test_fsync_eio_fails_the_append_the_queue_and_every_later_one(
         assert log.last_seq in (len(acked), len(acked) + 1)
 
 
-def test_write_error_mid_batch_leaves_a_torn_tail_that_reopen_cuts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """ENOSPC after half the bytes: the append fails, and reopen cuts the half-written frame."""
-    original = fsutil.write_all_at
-    armed = threading.Event()
+class HalfWriteThenEnospc(FileSystem):
+    """Once armed, pwrite writes half of what it is given, then raises ENOSPC."""
 
-    def half_then_enospc(fd: int, data: bytes, offset: int) -> None:
-        if not armed.is_set():
-            original(fd, data, offset)
-            return
+    def __init__(self) -> None:
+        self.armed = threading.Event()
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        if not self.armed.is_set():
+            return super().pwrite(fd, data, offset)
         os.pwrite(fd, data[: len(data) // 2], offset)
         raise OSError(errno.ENOSPC, "injected ENOSPC")
 
+
+def test_write_error_mid_batch_leaves_a_torn_tail_that_reopen_cuts(tmp_path: Path) -> None:
+    """ENOSPC after half the bytes: the append fails, and reopen cuts the half-written batch."""
+    fs = HalfWriteThenEnospc()
+
     async def main() -> list[int]:
-        with EventLog.open(tmp_path) as log:
-            monkeypatch.setattr(fsutil, "write_all_at", half_then_enospc)
+        with EventLog.open(tmp_path, fs=fs) as log:
             seqs = [await log.append(b"durable %d" % i) for i in range(3)]
-            armed.set()
-            with pytest.raises(LogFailedError):
+            fs.armed.set()
+            with pytest.raises(LogFailedError, match="may or may not be on disk"):
                 await log.append_many([b"x" * 1000, b"y" * 1000])
             with pytest.raises(LogFailedError):
                 await log.append(b"after")
@@ -132,11 +132,10 @@ def test_write_error_mid_batch_leaves_a_torn_tail_that_reopen_cuts(
             return seqs
 
     seqs = asyncio.run(main())
-    monkeypatch.setattr(fsutil, "write_all_at", original)
     with EventLog.open(tmp_path) as log:
         assert [r.payload for r in log.read()] == [b"durable %d" % i for i in range(3)]
         assert log.last_seq == seqs[-1]
-        assert log.recovery.bytes_cut > 0
+        assert log.recovery.torn_bytes > 0
         assert log.recovery.broken_file is not None
 
         async def more() -> int:

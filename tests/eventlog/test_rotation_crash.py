@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from eventlog import EventLog
+from eventlog.atomic import TEMP_PREFIX
 from eventlog.segment import SEGMENT_HEADER_SIZE
 from tests.eventlog.helpers import read_acked, segment_files, sha, spawn
 from tests.eventlog.rotation_crash import POINTS
@@ -29,7 +30,7 @@ def test_kill_at_each_rotation_step(tmp_path: Path, point: str, nth: int) -> Non
     assert stderr.decode().strip().endswith(f"killing myself at {point}")
     acked = read_acked(out)
     assert acked, "nothing was acknowledged before the crash point"
-    temps_before = list(log_dir.glob("*.seg.tmp"))
+    temps_before = list(log_dir.glob(f"{TEMP_PREFIX}*.seg"))
     segments = segment_files(log_dir)
     if point in ("partial-header", "after-header", "after-temp-sync"):
         assert len(temps_before) == 1, "the crash point was not inside rotation"
@@ -42,7 +43,7 @@ def test_kill_at_each_rotation_step(tmp_path: Path, point: str, nth: int) -> Non
         assert len(segments) == nth
 
     with EventLog.open(log_dir, segment_bytes=SEGMENT) as log:
-        assert not list(log_dir.glob("*.seg.tmp"))
+        assert not list(log_dir.glob(f"{TEMP_PREFIX}*.seg"))
         assert log.recovery.temp_files_removed == len(temps_before)
         records = list(log.read())
         assert [r.seq for r in records] == list(range(1, log.last_seq + 1))
@@ -56,7 +57,7 @@ def test_kill_at_each_rotation_step(tmp_path: Path, point: str, nth: int) -> Non
 
         assert asyncio.run(more()) == list(range(last + 1, last + 13))
     with EventLog.open(log_dir, segment_bytes=SEGMENT) as log:
-        assert log.recovery.bytes_cut == 0
+        assert log.recovery.torn_bytes == 0
         records = list(log.read())
         assert [r.seq for r in records] == list(range(1, last + 13))
         assert [r.payload for r in records[last:]] == [bytes([i]) * 3000 for i in range(12)]

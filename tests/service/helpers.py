@@ -28,7 +28,10 @@ from tools.simulation import realistic_history
 ROOT = Path(__file__).resolve().parents[2]
 REWIND = Path(sys.executable).with_name("rewind")
 FRAME_HEADER = struct.Struct("<IIQ")
-"""word (length, bit 31: continues), crc32c, seq: the frame format of DESIGN.md."""
+"""word (a record's length; bit 30: a commit frame), crc32c, seq: the frame format of DESIGN.md."""
+COMMIT_BIT = 1 << 30
+COMMIT_FRAME = FRAME_HEADER.size + 12
+"""A commit frame closes each write batch: header, then batch start u64 and batch crc u32."""
 SEGMENT_HEADER = 20
 """magic 4, version 2, reserved 2, first seq 8, crc 4."""
 SMALL_SEGMENT = 16 * 1024
@@ -187,21 +190,38 @@ class FrameInfo(NamedTuple):
     offset: int
     length: int
     continues: bool
+    """Another record of the same write batch follows (a cut right after this one is refused)."""
+    batch_end: int
+    """Offset just past the commit frame closing this record's batch: where the log ends when
+    this batch is its last."""
 
 
 def frames(log_dir: Path) -> list[FrameInfo]:
-    """Parse every segment by hand (an oracle independent of the engine's own scanner)."""
+    """Parse every segment by hand (an oracle independent of the engine's own scanner): the
+    records of every batch that a commit frame closes, as the engine shows them."""
     found: list[FrameInfo] = []
     for segment in sorted(log_dir.glob("*.seg")):
         data = segment.read_bytes()
         offset = SEGMENT_HEADER
+        batch: list[FrameInfo] = []
         while offset + FRAME_HEADER.size <= len(data):
             word, _, seq = FRAME_HEADER.unpack_from(data, offset)
+            if word & COMMIT_BIT:
+                end = offset + COMMIT_FRAME
+                if end > len(data):
+                    break
+                last = len(batch) - 1
+                found.extend(
+                    f._replace(continues=i < last, batch_end=end) for i, f in enumerate(batch)
+                )
+                batch = []
+                offset = end
+                continue
             if seq == 0:  # seqs start at 1: this is the writer's preallocated zero space
                 break
             length = word & ((1 << 30) - 1)
             if offset + FRAME_HEADER.size + length > len(data):
                 break
-            found.append(FrameInfo(seq, segment, offset, length, bool(word >> 31)))
+            batch.append(FrameInfo(seq, segment, offset, length, False, 0))
             offset += FRAME_HEADER.size + length
     return found

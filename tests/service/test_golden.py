@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import struct
 from pathlib import Path
 
 import msgspec
@@ -31,10 +32,13 @@ GOLDEN = ROOT / "tests" / "fixtures" / "golden-v1"
 EXPECTED = GOLDEN / "expected-state.msgpack"
 EVENTS = 3000
 LOG_SHA256 = {
-    "00000000000000000001.seg": "46fc4e82ac4505d6ebadbc9aaa6309bde5ae1bd54f3f1687ac7ce5fd93efdd78",
-    "00000000000000001069.seg": "dc0ceb8b01509fd52b9e9dcb9e1b963bcc2181fe21ae41cb773657297fc8b84f",
-    "00000000000000002155.seg": "0c7ded7dc5c4860381def2d2557f663053d351bd351a906e8c16dd7aaf1659a6",
+    "00000000000000000001.seg": "0457948fa9e304373185bebdff45895c750f6cf4a5578b3e6d48577061e0ed32",
+    "00000000000000001069.seg": "992cc54612a0e0c9d274b71b408b908d200872904b07da0ba319d00a456ec784",
+    "00000000000000002155.seg": "aef81dc56a9de796e6cc2a460805a2c38fd8f30200c825559efb68865a095ffe",
 }
+PAYLOADS_SHA256 = "4be211abeae8a1066c172b7e337fede1d94ca0b4b3b6a170efd0f3a8600ae435"
+"""Of `seq u64 | length u32 | payload` for every record: what the v1 build wrote, unchanged by
+the re-framing into segment format 2 (see the fixture's README)."""
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -57,6 +61,14 @@ def test_golden_log_is_the_committed_one() -> None:
     found = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (GOLDEN / "log").iterdir()}
     assert found == LOG_SHA256
     assert not (GOLDEN / "snapshots").exists(), "the golden dir must be replayed from seq 1"
+
+
+def test_golden_payloads_are_what_the_v1_build_wrote() -> None:
+    digest = hashlib.sha256()
+    with EventLog.open_readonly(GOLDEN / "log") as log:
+        for record in log.read(1):
+            digest.update(struct.pack("<QI", record.seq, len(record.payload)) + record.payload)
+    assert digest.hexdigest() == PAYLOADS_SHA256
 
 
 def test_golden_log_replays_to_the_stored_state() -> None:

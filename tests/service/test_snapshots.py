@@ -15,8 +15,8 @@ import msgspec
 import pytest
 
 import projections.codec
-from eventlog import EventLog
-from eventlog.repair import truncate_after
+from eventlog import EventLog, LostRecordsError
+from eventlog.repair import accept_loss, truncate_after
 from eventlog.snapshot import SUFFIX, SnapshotStore, decode_snapshot, encode_snapshot
 from projections import decode, encode, encode_state
 from service.layout import DataDir
@@ -289,34 +289,61 @@ def test_renamed_snapshot_is_not_trusted(data_dir: DataDir) -> None:
 # -- loading: snapshots of another history or another build ------------------------------------
 
 
-def test_snapshot_past_the_logs_end_is_ignored(tmp_path: Path, payloads: list[bytes]) -> None:
-    """The log was cut after the snapshots were taken (repair without retiring them)."""
+def test_snapshot_past_the_logs_end_is_refused_until_the_loss_is_accepted(
+    tmp_path: Path, payloads: list[bytes]
+) -> None:
+    """Regression (defect 5): the log lost its end after the snapshots were taken (here a cut
+    that did not retire them). A snapshot is written only after the records it covers are
+    durable, so this is evidence of lost acknowledged records: refused, naming both seqs, until
+    an operator accepts the loss."""
     data_dir, _ = make_with_snapshots(tmp_path / "d", payloads, SNAPS)
     truncate_after(data_dir.log, 320)
     with EventLog.open_readonly(data_dir.log) as log:
         assert log.last_seq == 320
-    got, report = load_both(data_dir)
+    before = {p.name: p.read_bytes() for p in data_dir.snapshots.iterdir()}
+    for reader in (None, EventLog.open_readonly(data_dir.log)):
+        with pytest.raises(LostRecordsError) as caught:
+            load_state(data_dir, log=reader)
+        assert (caught.value.snapshot_seq, caught.value.log_end) == (350, 320)
+        assert caught.value.snapshot == snap_path(data_dir, 350)
+        assert "350" in str(caught.value) and "320" in str(caught.value)
+    with pytest.raises(LostRecordsError):
+        load_state(data_dir, at=100)  # inspecting the past does not make the loss go away
+    assert {p.name: p.read_bytes() for p in data_dir.snapshots.iterdir()} == before
+    assert not list(data_dir.snapshots.glob("*.stale")), "never renamed away"
+
+    report = accept_loss(data_dir.log, data_dir.snapshots)
+    assert report.kept_last_seq == 320
+    assert report.backup_dir is not None
+    assert [Path(p).name for p in report.snapshots_moved] == [snap_path(data_dir, 350).name]
+    assert Path(report.snapshots_moved[0]).read_bytes() == before[snap_path(data_dir, 350).name]
+    got, load = load_both(data_dir)
     assert got == full_replay(data_dir)
-    assert report.last_seq == 320
-    assert report.snapshot_seq == 300
-    assert report.events_replayed == 20
-    assert skipped_paths(report) == [str(snap_path(data_dir, 350))]
-    store = SnapshotStore(data_dir.snapshots)
-    latest = store.latest(max_seq=320)
-    assert latest is not None and latest.seq == 300
+    assert (load.last_seq, load.snapshot_seq, load.events_replayed) == (320, 300, 20)
+    assert load.skipped_snapshots == []
 
 
-def test_snapshot_past_the_end_without_checkpoint_is_ignored(
+def test_snapshot_past_the_end_without_checkpoint_is_refused(
     tmp_path: Path, payloads: list[bytes]
 ) -> None:
     data_dir = make_data_dir(tmp_path / "d", payloads[:200])
     write_snapshot(data_dir, fold(payloads, 150))
     write_snapshot(data_dir, fold(payloads, 260))
+    with pytest.raises(LostRecordsError, match="covers seq 260 but the log ends at seq 200"):
+        load_state(data_dir)
+
+
+def test_damaged_snapshot_past_the_end_proves_nothing(
+    tmp_path: Path, payloads: list[bytes]
+) -> None:
+    """Only a valid snapshot is evidence; a damaged one is reported and skipped as always."""
+    data_dir = make_data_dir(tmp_path / "d", payloads[:200])
+    write_snapshot(data_dir, fold(payloads, 150))
+    (data_dir.snapshots / f"{260:020d}{SUFFIX}").write_bytes(b"not a snapshot")
     got, report = load_both(data_dir)
     assert got == full_replay(data_dir)
     assert (report.snapshot_seq, report.events_replayed) == (150, 50)
-    assert len(report.skipped_snapshots) == 1
-    assert "beyond the log's end" in report.skipped_snapshots[0]
+    assert skipped_paths(report) == [str(data_dir.snapshots / f"{260:020d}{SUFFIX}")]
 
 
 def test_snapshot_of_another_state_version_is_rebuilt_from_the_log(
@@ -407,21 +434,22 @@ def test_only_foreign_snapshot_means_full_replay(tmp_path: Path, payloads: list[
     assert len(report.skipped_snapshots) == 1
 
 
-def test_new_snapshot_survives_stale_ones_past_the_end(
-    tmp_path: Path, payloads: list[bytes]
-) -> None:
-    """Regression: pruning kept the highest seqs, so a snapshot written below stale ones (seqs
-    past a cut log's end) was deleted as soon as it was written."""
+def test_no_snapshot_is_written_below_a_later_one(tmp_path: Path, payloads: list[bytes]) -> None:
+    """Regression (defect 5): writing the state of a log that ended below existing snapshots
+    renamed those `.stale` and went on. Now it refuses and writes nothing; once the loss is
+    accepted (the later snapshots moved to the backup), snapshots are taken again."""
     data_dir, _ = make_with_snapshots(tmp_path / "d", payloads, [300, 350, 390])
-    stale = {p.read_bytes() for p in data_dir.snapshots.iterdir()}
-    truncate_after(data_dir.log, 250)  # an operator's cut that did not retire the snapshots
+    before = {p.name: p.read_bytes() for p in data_dir.snapshots.iterdir()}
+    truncate_after(data_dir.log, 250)  # an engine-level cut that did not retire the snapshots
+    with pytest.raises(LostRecordsError, match="covers seq 390 but the log ends at seq 250"):
+        write_snapshot(data_dir, fold(payloads, 250))
+    assert {p.name: p.read_bytes() for p in data_dir.snapshots.iterdir()} == before
+    report = accept_loss(data_dir.log, data_dir.snapshots)
+    assert len(report.snapshots_moved) == 3
     path = write_snapshot(data_dir, fold(payloads, 250))
-    assert path.exists(), "the snapshot just written was pruned at once"
-    kept = {p.read_bytes() for p in data_dir.snapshots.iterdir()}
-    assert stale <= kept, "stale snapshots are kept for inspection, not deleted"
-    got, report = load_both(data_dir)
+    got, load = load_both(data_dir)
     assert got == full_replay(data_dir)
-    assert report.snapshot_seq == 250
+    assert load.snapshot_file == str(path)
 
 
 def test_random_damage_never_changes_the_state(tmp_path: Path, payloads: list[bytes]) -> None:
