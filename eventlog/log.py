@@ -292,8 +292,17 @@ class EventLog:
         """Append records with consecutive seqs as one all-or-nothing group."""
         if not payloads:
             return []
-        first = await self._submit(tuple(payloads), sum(HEADER_SIZE + len(p) for p in payloads))
+        first = await self.submit_many(payloads)
         return list(range(first, first + len(payloads)))
+
+    def submit_many(self, payloads: Sequence[bytes]) -> asyncio.Future[int]:
+        """Queue one all-or-nothing group now; the future gives its first seq once durable.
+
+        Seqs are assigned in call order, synchronously: for a caller that must fix the order
+        of its groups without awaiting (a single writer that applies each group to its state
+        before deciding the next). ``append_many`` is this plus the wait.
+        """
+        return self._submit(tuple(payloads), sum(HEADER_SIZE + len(p) for p in payloads))
 
     def _submit(self, payloads: Sequence[bytes], size: int) -> asyncio.Future[int]:
         if size > HEADER_SIZE + MAX_PAYLOAD:

@@ -24,8 +24,9 @@ from collections.abc import Callable
 
 import anyio
 
-from eventlog import EventLog, LogError
+from eventlog import MAX_PAYLOAD, EventLog, LogError
 from projections import Command, Envelope, Event, State, decide, decode, encode, evolve, make
+from projections.errors import invalid
 from service.metrics import Metrics
 
 
@@ -42,7 +43,7 @@ class Engine:
         self.clock = clock
         self.metrics = Metrics()
         self.failure: BaseException | None = None
-        self._last_append: asyncio.Future[list[int]] | None = None
+        self._last_append: asyncio.Future[int] | None = None
         self._changed: asyncio.Event | None = None
         self.version = 0
         """Counts the commands that changed the state; a waiter compares it to what it saw."""
@@ -65,11 +66,18 @@ class Engine:
             await self.settled()  # nothing to write, but the answer rests on what was read
             return events
         envelopes = [make(event, ts=now, actor=actor, request=request) for event in events]
+        payloads = [encode(envelope) for envelope in envelopes]
+        if any(len(payload) > MAX_PAYLOAD for payload in payloads):
+            raise invalid("too_large", f"the command's events exceed {MAX_PAYLOAD} bytes")
         first = self._next_seq
         for offset, envelope in enumerate(envelopes):
             evolve(self.state, first + offset, envelope)
         self._next_seq = first + len(envelopes)
-        append = asyncio.ensure_future(self.log.append_many([encode(e) for e in envelopes]))
+        try:
+            append = self.log.submit_many(payloads)
+        except LogError as err:  # already applied: the state is ahead of a log that is gone
+            self.failure = err
+            raise EngineFailedError(f"the log failed: {err}") from err
         self._last_append = append
         self.version += 1
         if self._changed is not None:
@@ -77,12 +85,12 @@ class Engine:
             self._changed = None
         started = time.perf_counter()
         try:
-            seqs = await asyncio.shield(append)
+            seq = await asyncio.shield(append)
         except LogError as err:
             self.failure = err
             raise EngineFailedError(f"the log failed: {err}") from err
-        if seqs[0] != first:
-            self.failure = RuntimeError(f"log gave seq {seqs[0]} where {first} was applied")
+        if seq != first:
+            self.failure = RuntimeError(f"log gave seq {seq} where {first} was applied")
             raise EngineFailedError(str(self.failure))
         self.metrics.observe_commit(time.perf_counter() - started, len(events))
         return events
