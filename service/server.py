@@ -282,6 +282,7 @@ async def _stop(rt: Runtime, opened: Opened) -> None:
 def serve(data_dir: Path, host: str, port: int, config: Config) -> None:
     """Run the server until SIGTERM / SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per webhook is noise
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     opened = open_data_dir(DataDir.at(data_dir.absolute()))
     base_url = f"http://{host}:{port}"

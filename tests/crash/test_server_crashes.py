@@ -49,7 +49,7 @@ from tests.support.server import (
 )
 
 ROUNDS = int(os.environ.get("REWIND_CRASH_ROUNDS", "20"))
-MAX_CONCURRENT = 3
+MAX_CONCURRENT = 5
 REPOS = ("api", "web", "docs")
 TERMINAL = {"completed", "failed", "timed_out", "cancelled", "lost"}
 

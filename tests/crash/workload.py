@@ -107,12 +107,16 @@ class Workload:
         if answer.status_code == 200:
             job.cancel_acked = True
 
-    def run_until_killed(self, stop: threading.Event) -> None:
-        """Submit (and now and then cancel) until the server stops answering or ``stop``."""
+    def run_until_killed(self, stop: threading.Event, most: int = 3) -> None:
+        """Submit up to ``most`` jobs (and now and then cancel one) until the server stops
+        answering or ``stop``: enough to keep it busy at every kill, few enough to drain."""
+        submitted = 0
         with self.server.client(timeout=10) as client:
-            while not stop.is_set():
-                if self.rng.random() < 0.1:
+            while not stop.is_set() and submitted < most:
+                if self.rng.random() < 0.15:
                     self.cancel_one(client)
                 elif self.submit(client) is None:
                     return
+                else:
+                    submitted += 1
                 stop.wait(self.rng.uniform(0.02, 0.15))
