@@ -67,7 +67,9 @@ def create(state: State, command: CreateJob, now: float) -> list[Event]:
     if agent not in settings.agents:
         known_agents = ", ".join(sorted(settings.agents)) or "none"
         raise invalid("unknown_agent", f"no agent {agent!r} (configured: {known_agents})")
-    timeout = command.timeout_seconds or settings.default_timeout_seconds
+    timeout = command.timeout_seconds
+    if timeout is None:
+        timeout = settings.default_timeout_seconds
     if not 0 < timeout <= settings.max_timeout_seconds:
         raise invalid(
             "invalid_timeout",
