@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+import msgspec
 import pytest
+from typer.testing import CliRunner
 
+from projections import Event, check, decide, encode, encode_state, make
 from projections import commands as c
 from projections.decide import DECIDERS
 from projections.decide import common as decide_common
@@ -87,6 +91,8 @@ from projections.events import (
     UserRemoved,
 )
 from tests.projections.world import SETTINGS, World, report, types
+from tests.service.helpers import make_data_dir
+from tools.cli import app
 
 Scenario = Callable[[], tuple[World, c.Command]]
 REJECTIONS: dict[tuple[type[c.Command], str], Scenario] = {}
@@ -121,7 +127,23 @@ def gave_up(job_id: str = "j1") -> World:
     return w
 
 
-def deleted_job(job_id: str = "j1", **options: object) -> World:
+def recovering(w: World) -> bool:
+    return w.state.server.recovering
+
+
+def usable(w: World, repo: str) -> bool:
+    return w.state.repos.by_name[repo].usable
+
+
+def deleted(w: World, job_id: str) -> bool:
+    return w.state.jobs.by_id[job_id].deleted
+
+
+def delivery_status(w: World, callback_id: str) -> str:
+    return w.state.callbacks.by_id[callback_id].status
+
+
+def deleted_job(job_id: str = "j1", **options: Any) -> World:
     w = booted()
     w.complete(job_id, **options)
     w.do(c.DeleteJob(job_id=job_id))
@@ -760,9 +782,9 @@ def test_server_lifecycle_events() -> None:
     assert w.state.server.settings == SETTINGS
     [started] = w.do(c.StartServer(boot_id="b1", pid=1, version="v"))
     assert isinstance(started, ServerStarted) and started.at == w.now
-    assert w.state.server.recovering
+    assert recovering(w)
     assert types(w.do(c.CompleteRecovery(report=report()))) == [RecoveryCompleted]
-    assert not w.state.server.recovering
+    assert not recovering(w)
     assert types(w.do(c.RecordSnapshot(seq=5, file="5.snap"))) == [SnapshotTaken]
     assert types(w.do(c.StopServer())) == [ServerStopping]
     assert not w.state.server.up and w.state.server.crash_seqs == []
@@ -877,9 +899,9 @@ def test_settings_degrade_restore_unregister() -> None:
     assert w.state.repos.by_name["web"].settings == settings
     assert types(w.do(c.DegradeRepo(repo="web", reason="HEAD missing"))) == [RepoDegraded]
     assert w.do(c.DegradeRepo(repo="web", reason="HEAD missing")) == []
-    assert not w.state.repos.by_name["web"].usable
+    assert not usable(w, "web")
     assert types(w.do(c.RestoreRepo(repo="web"))) == [RepoRestored]
-    assert w.state.repos.by_name["web"].usable
+    assert usable(w, "web")
     events = w.do(c.UnregisterRepo(repo="web"))
     assert types(events) == [RepoUnregistered, CleanupMarked]
     assert isinstance(events[1], CleanupMarked) and events[1].path == "repos/web"
@@ -1251,15 +1273,14 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     w.do(_started())
 
     assert types(w.do(c.DeleteJob(job_id="j1"))) == [JobDeleteRequested]
-    job = w.state.jobs.by_id["j1"]
-    assert job.status == "deleting" and not job.deleted
+    assert w.status("j1") == "deleting" and not deleted(w, "j1")
     assert "j1" in w.state.jobs.attached and "j1" in w.state.jobs.active
     assert w.do(c.DeleteJob(job_id="j1")) == []
     assert w.do(c.CancelJob(job_id="j1")) == []
 
     events = w.do(c.RecordExit(job_id="j1", exit_code=None))
     assert types(events) == [JobCancelled, JobDeleted, CleanupMarked, BatchEnded]
-    assert job.deleted and job.status == "cancelled"
+    assert deleted(w, "j1") and w.status("j1") == "cancelled"
     assert w.state.jobs.attached == {} and "j1" not in w.state.jobs.active
     assert w.state.resources.of_job("j1") == (["ct1"], ["net1"]), "still known, to be removed"
     assert "workspaces/j1" in w.state.cleanup.pending
@@ -1346,9 +1367,9 @@ def test_a_webhook_retried_on_its_schedule_then_given_up() -> None:
 def test_a_4xx_gives_up_at_once_and_a_manual_retry_starts_a_new_round() -> None:
     w = gave_up()
     delivery = w.state.callbacks.by_id["j1-cb0"]
-    assert delivery.status == "gave_up" and delivery.attempts[0].status == 400
+    assert delivery_status(w, "j1-cb0") == "gave_up" and delivery.attempts[0].status == 400
     assert types(w.do(c.RetryCallback(job_id="j1", index=0))) == [CallbackRetryRequested]
-    assert delivery.status == "pending" and delivery.round_attempts == 0
+    assert delivery_status(w, "j1-cb0") == "pending" and delivery.round_attempts == 0
     [started] = w.do(c.StartAttempt(callback_id="j1-cb0"))
     assert isinstance(started, CallbackAttemptStarted) and started.attempt == 2
 
@@ -1514,3 +1535,301 @@ def test_every_command_type_is_exercised_with_a_legal_outcome() -> None:
     do(c.UnregisterRepo(repo="tmp"))
     do(c.StopServer())
     assert produced == set(DECIDERS)
+
+
+# -- the illegal histories of issue 8 -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IllegalHistory:
+    """A legal prefix (through decide), proof that decide will not continue it illegally,
+    and the hand-made continuation the folds must report."""
+
+    setup: Callable[[], World]
+    decide_refuses: Callable[[World], None]
+    events: Callable[[World], list[Event]]
+    finding: str
+
+
+def _nothing_new(w: World, command: c.Command) -> None:
+    before = encode_state(w.state)
+    assert decide(w.state, command, w.now + 1) == []
+    assert encode_state(w.state) == before
+
+
+def _completed() -> World:
+    w = booted()
+    w.complete("j1")
+    return w
+
+
+def _three_waiters() -> World:
+    w = booted()
+    w.do(c.Configure(settings=msgspec.structs.replace(SETTINGS, max_concurrent=5)))
+    w.run_to_preparing("j0")
+    for job_id in ("j1", "j2", "j3"):
+        w.queue(job_id)
+    w.do(c.Dispatch())
+    assert w.state.jobs.waiters("api") == ["j1", "j2", "j3"]
+    return w
+
+
+def _hand_off_is_fifo_and_whole(w: World) -> None:
+    batch = w.state.batches.active[w.batch_of("j0")]
+    finish = c.FinishPreparation(batch_id=batch.batch_id, generation=batch.generation, commit="c")
+    formed = [e for e in decide(w.state, finish, w.now) if isinstance(e, BatchFormed)]
+    assert [e.job_ids for e in formed] == [["j1", "j2", "j3"]]
+
+
+def _lock_to_the_third_waiter(w: World) -> list[Event]:
+    batch = w.state.batches.active[w.batch_of("j0")]
+    return [
+        BatchPrepared(batch_id=batch.batch_id, commit="c"),
+        LockReleased(repo="api", holder=batch.batch_id, generation=batch.generation, reason="x"),
+        BatchFormed(
+            batch_id=w.state.batches.next_id(),
+            repo="api",
+            job_ids=["j3"],
+            generation=batch.generation + 1,
+            lease_expires_at=w.now + 60,
+        ),
+    ]
+
+
+def _hundred_queued() -> World:
+    w = booted()
+    for n in range(100):
+        w.queue(f"h{n:03d}")
+    return w
+
+
+def _dispatch_fills_only_free_slots(w: World) -> None:
+    events = decide(w.state, c.Dispatch(), w.now)
+    assert types(events) == [BatchFormed, JobWaiting, JobWaiting]
+
+
+def _hundred_running(w: World) -> list[Event]:
+    members = list(w.state.jobs.queue)
+    batch_id = w.state.batches.next_id()
+    events: list[Event] = [
+        BatchFormed(
+            batch_id=batch_id, repo="api", job_ids=members, generation=1, lease_expires_at=1.0
+        ),
+        BatchPrepared(batch_id=batch_id, commit="c"),
+        LockReleased(repo="api", holder=batch_id, generation=1, reason="prepared"),
+    ]
+    for job_id in members:
+        events += [
+            JobWorkspaceCreated(job_id=job_id, path=f"workspaces/{job_id}"),
+            JobLaunching(job_id=job_id, run_dir=f"workspaces/{job_id}/.rewind"),
+            JobProcessStarted(
+                job_id=job_id, pid=1, process_start_time=1, boot_id="b", started_at=1, deadline=9
+            ),
+        ]
+    return events
+
+
+def _one_preparing_one_queued() -> World:
+    w = booted()
+    w.run_to_preparing("j1")
+    w.queue("j2")
+    return w
+
+
+def _second_batch_without_lock(w: World) -> list[Event]:
+    batch = w.state.batches.active[w.batch_of("j1")]
+    return [
+        LockReleased(repo="api", holder=batch.batch_id, generation=batch.generation, reason="x"),
+        BatchFormed(
+            batch_id=w.state.batches.next_id(),
+            repo="api",
+            job_ids=["j2"],
+            generation=batch.generation + 1,
+            lease_expires_at=w.now + 60,
+        ),
+    ]
+
+
+def _web_job_queued() -> World:
+    w = booted()
+    w.queue("w1", "web")
+    return w
+
+
+def _web_job_locks_web(w: World) -> None:
+    [formed] = decide(w.state, c.Dispatch(), w.now)
+    assert isinstance(formed, BatchFormed) and formed.repo == "web"
+
+
+def _executing() -> World:
+    w = booted()
+    w.run_to_running("j1")
+    assert w.state.batches.active[w.batch_of("j1")].phase == "executing"
+    return w
+
+
+def _executing_batch_refuses_a_preparation(w: World) -> None:
+    batch = w.state.batches.active[w.batch_of("j1")]
+    finish = c.FinishPreparation(batch_id=batch.batch_id, generation=batch.generation, commit="c")
+    w.refuse(finish, "conflict", "stale_preparation")
+
+
+def _completed_cleanup() -> World:
+    w = deleted_job()
+    w.do(c.FinishCleanup(path="workspaces/j1"))
+    return w
+
+
+def _finished_job_cannot_fail(w: World) -> None:
+    w.refuse(c.FailJob(job_id="j1", reason="x"), "conflict", "job_finished")
+    w.refuse(c.RecordExit(job_id="j1", exit_code=1), "conflict", "not_running")
+
+
+def _finished_job_cannot_restart(w: World) -> None:
+    w.refuse(c.StartJob(job_id="j1"), "conflict", "job_not_startable")
+
+
+def _finished_job_cannot_be_cancelled(w: World) -> None:
+    w.refuse(c.CancelJob(job_id="j1"), "conflict", "job_finished")
+
+
+def _the_id_is_taken(w: World) -> None:
+    w.refuse(_create(), "conflict", "job_exists")
+
+
+def _the_second_job_waits(w: World) -> None:
+    assert types(decide(w.state, c.Dispatch(), w.now)) == [JobWaiting]
+
+
+def _no_outcome_after_give_up(w: World) -> None:
+    delivered = c.RecordAttempt(callback_id="j1-cb0", attempt=1, outcome="delivered")
+    w.refuse(delivered, "conflict", "attempt_not_in_flight")
+
+
+def _a_cleanup_completes_once(w: World) -> None:
+    w.refuse(c.FinishCleanup(path="workspaces/j1"), "not_found", "cleanup_not_found")
+
+
+ILLEGAL_HISTORIES: Final[dict[str, IllegalHistory]] = {
+    "completed then failed": IllegalHistory(
+        _completed,
+        _finished_job_cannot_fail,
+        lambda w: [JobFailed(job_id="j1", reason="exit 1", exit_code=1, at=w.now)],
+        "job.failed cannot happen to job 'j1' (completed)",
+    ),
+    "completed then enqueued": IllegalHistory(
+        _completed,
+        _finished_job_cannot_restart,
+        lambda w: [JobEnqueued(job_id="j1", at=w.now)],
+        "job.enqueued cannot happen to job 'j1' (completed)",
+    ),
+    "enqueued twice": IllegalHistory(
+        _one_preparing_one_queued,
+        lambda w: _nothing_new(w, c.StartJob(job_id="j2")),
+        lambda w: [JobEnqueued(job_id="j2", at=w.now)],
+        "job.enqueued cannot happen to job 'j2' (queued)",
+    ),
+    "cancelled after completing": IllegalHistory(
+        _completed,
+        _finished_job_cannot_be_cancelled,
+        lambda w: [JobCancelled(job_id="j1", at=w.now)],
+        "job.cancelled cannot happen to job 'j1' (completed)",
+    ),
+    "created twice with one id": IllegalHistory(
+        _completed,
+        _the_id_is_taken,
+        lambda w: [next(e.event for e in w.log if isinstance(e.event, JobCreated))],
+        "job 'j1' created twice",
+    ),
+    "the lock given to the third waiter while the first still waits": IllegalHistory(
+        _three_waiters,
+        _hand_off_is_fifo_and_whole,
+        _lock_to_the_third_waiter,
+        "skips earlier waiters of 'api'",
+    ),
+    "100 jobs running at once": IllegalHistory(
+        _hundred_queued,
+        _dispatch_fills_only_free_slots,
+        _hundred_running,
+        "dispatched with 3 jobs active (max_concurrent 3)",
+    ),
+    "two batches of one repository preparing with no lock held": IllegalHistory(
+        _one_preparing_one_queued,
+        _the_second_job_waits,
+        _second_batch_without_lock,
+        "released while 'batch-00000001' still works",
+    ),
+    "a lock on api held by a job of web": IllegalHistory(
+        _web_job_queued,
+        _web_job_locks_web,
+        lambda w: [
+            BatchFormed(
+                batch_id="batch-x", repo="api", job_ids=["w1"], generation=1, lease_expires_at=1
+            )
+        ],
+        "on 'api' has a job of another",
+    ),
+    "a batch going from executing back to preparing": IllegalHistory(
+        _executing,
+        _executing_batch_refuses_a_preparation,
+        lambda w: [BatchPrepared(batch_id=w.batch_of("j1"), commit="c")],
+        "went from executing to ready",
+    ),
+    "a batch formed again once executing": IllegalHistory(
+        _executing,
+        _executing_batch_refuses_a_preparation,
+        lambda w: [
+            BatchFormed(
+                batch_id=w.batch_of("j1"),
+                repo="api",
+                job_ids=["j1"],
+                generation=2,
+                lease_expires_at=1,
+            )
+        ],
+        "formed twice",
+    ),
+    "a callback attempt succeeding after give-up": IllegalHistory(
+        gave_up,
+        _no_outcome_after_give_up,
+        lambda w: [CallbackAttemptSucceeded(callback_id="j1-cb0", attempt=1, status=200, at=1)],
+        "outcome of attempt 1 of 'j1-cb0' not sent",
+    ),
+    "cleanup.completed twice": IllegalHistory(
+        _completed_cleanup,
+        _a_cleanup_completes_once,
+        lambda w: [CleanupCompleted(path="workspaces/j1")],
+        "cleanup of 'workspaces/j1' completed but it is not pending",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ILLEGAL_HISTORIES))
+def test_an_illegal_history_is_never_decided_and_always_reported(name: str) -> None:
+    history = ILLEGAL_HISTORIES[name]
+    w = history.setup()
+    history.decide_refuses(w)
+    assert check(w.state) == []
+    for event in history.events(w):
+        w.fold(event)
+    problems = check(w.state)
+    assert any(history.finding in p for p in problems), problems
+
+
+@pytest.mark.parametrize("name", list(ILLEGAL_HISTORIES))
+def test_verify_deep_reports_an_illegal_history_in_a_real_log(name: str, tmp_path: Path) -> None:
+    """The same history written to a real log: the frames are sound, only --deep objects."""
+    history = ILLEGAL_HISTORIES[name]
+    w = history.setup()
+    legal = [encode(envelope) for envelope in w.log]
+    illegal = [encode(make(e, ts=w.now, actor="forger")) for e in history.events(w)]
+    data_dir = make_data_dir(tmp_path / "data", legal + illegal)
+    runner = CliRunner()
+    shallow = runner.invoke(app, ["log", "verify", str(data_dir.root), "--json"])
+    assert shallow.exit_code == 0, shallow.output
+    deep = runner.invoke(app, ["log", "verify", str(data_dir.root), "--deep", "--json"])
+    assert deep.exit_code == 1, deep.output
+    findings = msgspec.json.decode(deep.stdout)["deep"]
+    assert any(history.finding in finding for finding in findings), findings
+    clean = make_data_dir(tmp_path / "clean", legal)
+    assert runner.invoke(app, ["log", "verify", str(clean.root), "--deep"]).exit_code == 0
