@@ -522,8 +522,10 @@ class Simulation:
                 label="ci",
                 ttl_seconds=3600.0,
             )
-        if temporary:
-            return c.RemoveUser(user_id=rng.choice(temporary))
+        busy = {j.spec.owner for j in state.jobs.by_id.values() if not j.terminal}
+        idle = [u for u in temporary if u not in busy]
+        if idle:
+            return c.RemoveUser(user_id=rng.choice(idle))
         if state.users.tokens:
             return c.RevokeToken(token_hash=rng.choice(list(state.users.tokens)))
         return None

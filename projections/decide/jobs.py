@@ -137,6 +137,8 @@ def start_staging(state: State, command: StartStaging, now: float) -> list[Event
     common.require(found, StagingCreated, "job_started", "take files after it started")
     if state.staging.of_job(command.job_id) is not None:
         return []
+    if command.path in state.staging.dirs:
+        raise conflict("staging_exists", f"staging {command.path!r} belongs to another job")
     return [StagingCreated(path=command.path, job_id=command.job_id, at=now)]
 
 

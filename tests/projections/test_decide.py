@@ -10,7 +10,6 @@ Every state in these tests is reached through ``decide`` and the real codec (``W
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,6 @@ from typer.testing import CliRunner
 from projections import Event, check, decide, encode, encode_state, make
 from projections import commands as c
 from projections.decide import DECIDERS
-from projections.decide import common as decide_common
-from projections.errors import ErrorKind
 from projections.events import (
     AgentSpec,
     BatchEnded,
@@ -90,7 +87,7 @@ from projections.events import (
     UserAdded,
     UserRemoved,
 )
-from tests.projections.world import SETTINGS, World, report, types
+from tests.projections.world import SETTINGS, World, raised_codes, report, types
 from tests.service.helpers import make_data_dir
 from tools.cli import app
 
@@ -398,6 +395,15 @@ def _() -> tuple[World, c.Command]:
     w = booted()
     w.queue("j1")
     return w, c.StartStaging(job_id="j1", path="staging/j1")
+
+
+@rejects(c.StartStaging, "staging_exists")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.create("j1")
+    w.create("j2")
+    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
+    return w, c.StartStaging(job_id="j2", path="staging/j1")
 
 
 @rejects(c.StageFile, "job_not_found")
@@ -723,33 +729,7 @@ def _() -> tuple[World, c.Command]:
     return w, c.RemoveStaging(path="staging/j1", reason="stale")  # not 50 s old yet
 
 
-def _raised_codes() -> dict[str, ErrorKind]:
-    """Every (code, kind) the decide sources can raise, read from their syntax trees: the
-    ``not_found``/``conflict``/``invalid`` helpers, and ``require``, which raises conflicts."""
-    found: dict[str, ErrorKind] = {}
-    kinds: dict[str, ErrorKind] = {
-        "not_found": "not_found",
-        "conflict": "conflict",
-        "invalid": "invalid",
-    }
-    for source in Path(decide_common.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(source.read_text())):
-            if not isinstance(node, ast.Call):
-                continue
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name in kinds:
-                argument, kind = node.args[0], kinds[name]
-            elif name == "require" and len(node.args) == 4:
-                argument, kind = node.args[2], "conflict"
-            else:
-                continue
-            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
-                assert found.setdefault(argument.value, kind) == kind, argument.value
-    return found
-
-
-RAISED: Final = _raised_codes()
+RAISED: Final = raised_codes()
 
 
 def test_the_table_names_every_code_decide_can_raise() -> None:

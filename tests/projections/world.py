@@ -8,6 +8,8 @@ to a given point of its lifecycle through the same commands the service would is
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
@@ -26,6 +28,7 @@ from projections import (
     make,
 )
 from projections import commands as c
+from projections.decide import common as decide_common
 from projections.errors import ErrorKind
 from projections.events import AgentSpec, RecoveryReport, ServerSettings
 
@@ -166,3 +169,29 @@ class World:
 
 def types(events: list[Event]) -> list[type[Event]]:
     return [type(event) for event in events]
+
+
+def raised_codes() -> dict[str, ErrorKind]:
+    """Every (code, kind) the decide sources can raise, read from their syntax trees: the
+    ``not_found``/``conflict``/``invalid`` helpers, and ``require``, which raises conflicts."""
+    found: dict[str, ErrorKind] = {}
+    kinds: dict[str, ErrorKind] = {
+        "not_found": "not_found",
+        "conflict": "conflict",
+        "invalid": "invalid",
+    }
+    for source in Path(decide_common.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in kinds:
+                argument, kind = node.args[0], kinds[name]
+            elif name == "require" and len(node.args) == 4:
+                argument, kind = node.args[2], "conflict"
+            else:
+                continue
+            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                assert found.setdefault(argument.value, kind) == kind, argument.value
+    return found
