@@ -216,6 +216,8 @@ def purge(state: State, command: PurgeJob, now: float) -> list[Event]:
 def purge_blockers(state: State, found: Job) -> list[str]:
     """What of a deleted job still needs it in the state."""
     blockers = []
+    if found.batch_id is not None and found.batch_id in state.batches.active:
+        blockers.append(f"its batch {found.batch_id!r} open")
     if any(d.status == "pending" for d in state.callbacks.of_job(found.job_id)):
         blockers.append("webhooks pending")
     if any(c.spec.job_id == found.job_id for c in state.cleanup.pending.values()):

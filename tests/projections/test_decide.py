@@ -1286,6 +1286,19 @@ def test_delete_of_a_preparing_job_leaves_the_lock_to_its_batch() -> None:
     assert w.status("j2") == "preparing"
 
 
+def test_a_deleted_member_of_a_preparing_batch_is_purged_only_after_the_batch() -> None:
+    """The batch still names it (and holds the lock for it) until its preparation ends."""
+    w = booted()
+    w.run_to_preparing("j1")
+    w.do(c.DeleteJob(job_id="j1"))
+    w.do(c.FinishCleanup(path="workspaces/j1"))
+    w.now += SETTINGS.retention_seconds
+    error = w.refuse(c.PurgeJob(job_id="j1"), "conflict", "job_busy")
+    assert "batch" in error.message
+    assert types(w.prepare("j1")) == [BatchPrepared, LockReleased, BatchEnded]
+    assert types(w.do(c.PurgeJob(job_id="j1"))) == [JobPurged]
+
+
 def test_delete_of_a_job_with_staging_keeps_the_staging_until_removed() -> None:
     w = booted()
     w.create("j1")
