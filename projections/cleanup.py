@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from projections import jobs
 from projections.envelope import Envelope
 from projections.events import CleanupArchived, CleanupCompleted, CleanupFailed, CleanupMarked
 from projections.handlers import Handlers
@@ -48,13 +47,17 @@ def _pending(state: State, path: str, seq: int, what: str) -> Cleanup | None:
     if cleanup is None:
         state.note(f"seq {seq}: cleanup of {path!r} {what} but it is not pending")
         return None
-    jobs.touch(state, cleanup.spec.job_id, seq)
+    job_id = cleanup.spec.job_id
+    job = state.jobs.by_id.get(job_id) if job_id is not None else None
+    if job is not None:
+        job.seqs.append(seq)
     return cleanup
 
 
 def _marked(state: State, seq: int, env: Envelope, ev: CleanupMarked) -> None:
-    job = jobs.touch(state, ev.job_id, seq)
+    job = state.jobs.by_id.get(ev.job_id) if ev.job_id is not None else None
     if job is not None:
+        job.seqs.append(seq)
         job.cleanup_marked = True
     if ev.path in state.cleanup.pending:
         state.note(f"seq {seq}: cleanup of {ev.path!r} marked twice")
