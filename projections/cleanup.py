@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from projections import jobs
 from projections.envelope import Envelope
 from projections.events import CleanupArchived, CleanupCompleted, CleanupFailed, CleanupMarked
 from projections.handlers import Handlers
@@ -55,9 +56,8 @@ def _pending(state: State, path: str, seq: int, what: str) -> Cleanup | None:
 
 
 def _marked(state: State, seq: int, env: Envelope, ev: CleanupMarked) -> None:
-    job = state.jobs.by_id.get(ev.job_id) if ev.job_id is not None else None
+    job = jobs.touch(state, ev.job_id, seq)
     if job is not None:
-        job.seqs.append(seq)
         job.cleanup_marked = True
     if ev.path in state.cleanup.pending:
         state.note(f"seq {seq}: cleanup of {ev.path!r} marked twice")
