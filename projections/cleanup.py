@@ -48,10 +48,7 @@ def _pending(state: State, path: str, seq: int, what: str) -> Cleanup | None:
     if cleanup is None:
         state.note(f"seq {seq}: cleanup of {path!r} {what} but it is not pending")
         return None
-    job_id = cleanup.spec.job_id
-    job = state.jobs.by_id.get(job_id) if job_id is not None else None
-    if job is not None:
-        job.seqs.append(seq)
+    jobs.touch(state, cleanup.spec.job_id, seq)
     return cleanup
 
 
