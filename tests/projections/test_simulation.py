@@ -48,7 +48,7 @@ def test_a_long_history_keeps_every_rule_and_has_every_event_type(seed: int) -> 
             assert check(simulation.state) == [], f"seed {seed}, seq {seq}"
             assert _lock_holders_prepare(simulation.state) == [], f"seed {seed}, seq {seq}"
     state = simulation.state
-    assert state.last_seq == EVENTS
+    assert state.last_seq >= EVENTS, "the last command's whole group is folded"
     assert check(state) == []
     missing = {tag_of(cls) for cls in EVENT_TYPES} - set(seen) - {tag_of(EventRetired)}
     assert missing == set(), f"seed {seed} never produced {sorted(missing)}"
