@@ -22,6 +22,7 @@ from projections.events import (
     JobProcessStarted,
 )
 from projections.handlers import Handlers
+from projections.lifecycle import TERMINAL
 
 if TYPE_CHECKING:
     from projections.state import State
@@ -57,9 +58,12 @@ def _batch(state: State, batch_id: str, seq: int) -> Batch | None:
     batch = state.batches.active.get(batch_id)
     if batch is None:
         state.note(f"seq {seq}: event about unknown batch {batch_id!r}")
-    else:
-        for job_id in batch.job_ids:
-            jobs.touch(state, job_id, seq)
+        return None
+    by_id = state.jobs.by_id
+    for job_id in batch.job_ids:
+        member = by_id.get(job_id)
+        if member is not None:
+            member.seqs.append(seq)
     return batch
 
 
@@ -76,9 +80,13 @@ def _formed(state: State, seq: int, env: Envelope, ev: BatchFormed) -> None:
     if ev.batch_id in batches.active:
         state.note(f"seq {seq}: batch {ev.batch_id!r} formed twice")
         return
-    waiting = [j for j in ev.job_ids if (job := state.jobs.get(j)) and job.status == "waiting"]
-    if waiting != state.jobs.waiters(ev.repo)[: len(waiting)]:
-        state.note(f"seq {seq}: batch {ev.batch_id!r} skips earlier waiters of {ev.repo!r}")
+    by_id = state.jobs.by_id
+    waiters = iter(state.jobs.waits.get(ev.repo, ()))
+    for job_id in ev.job_ids:
+        job = by_id.get(job_id)
+        if job is not None and job.status == "waiting" and next(waiters, None) != job_id:
+            state.note(f"seq {seq}: batch {ev.batch_id!r} skips earlier waiters of {ev.repo!r}")
+            break
     locks.acquire(
         state,
         seq,
@@ -89,10 +97,11 @@ def _formed(state: State, seq: int, env: Envelope, ev: BatchFormed) -> None:
         lease_expires_at=ev.lease_expires_at,
     )
     for job_id in ev.job_ids:
-        job = jobs.touch(state, job_id, seq)
+        job = by_id.get(job_id)
         if job is None:
             state.note(f"seq {seq}: batch {ev.batch_id!r} has unknown member {job_id!r}")
             continue
+        job.seqs.append(seq)
         if job.spec.repo != ev.repo:
             state.note(f"seq {seq}: batch {ev.batch_id!r} on {ev.repo!r} has a job of another")
         if jobs.move(state, job, BatchFormed, seq):
@@ -120,14 +129,14 @@ def _failed(state: State, seq: int, env: Envelope, ev: BatchFailed) -> None:
         return
     batch.error = ev.error
     for job_id in batch.job_ids:
-        job = state.jobs.get(job_id)
+        job = state.jobs.by_id.get(job_id)
         if job is not None and job.status == "preparing":
             job.reason = f"preparation failed: {ev.error}"
             jobs.move(state, job, BatchFailed, seq, ev.at)
 
 
 def _member_started(state: State, seq: int, env: Envelope, ev: JobProcessStarted) -> None:
-    job = state.jobs.get(ev.job_id)
+    job = state.jobs.by_id.get(ev.job_id)
     batch = state.batches.active.get(job.batch_id) if job and job.batch_id else None
     if batch is not None and batch.phase == "ready":
         batch.phase = "executing"
@@ -137,7 +146,10 @@ def _ended(state: State, seq: int, env: Envelope, ev: BatchEnded) -> None:
     batch = _batch(state, ev.batch_id, seq)
     if batch is None:
         return
-    unfinished = [j for j in batch.job_ids if (job := state.jobs.get(j)) and not job.terminal]
+    by_id = state.jobs.by_id
+    unfinished = [
+        j for j in batch.job_ids if (job := by_id.get(j)) is not None and job.status not in TERMINAL
+    ]
     if unfinished or batch.phase == "preparing":
         state.note(f"seq {seq}: batch {ev.batch_id!r} ended with {unfinished or 'its lock'} open")
     del state.batches.active[ev.batch_id]

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from projections import jobs
 from projections.envelope import Envelope
 from projections.events import (
     CallbackAttemptFailed,
@@ -26,6 +25,7 @@ from projections.events import (
     JobPurged,
 )
 from projections.handlers import Handlers
+from projections.lifecycle import TERMINAL
 
 if TYPE_CHECKING:
     from projections.state import State
@@ -97,16 +97,19 @@ def _delivery(state: State, callback_id: str, seq: int) -> Delivery | None:
     delivery = state.callbacks.by_id.get(callback_id)
     if delivery is None:
         state.note(f"seq {seq}: event about unknown callback {callback_id!r}")
-    else:
-        jobs.touch(state, delivery.job_id, seq)
+        return None
+    job = state.jobs.by_id.get(delivery.job_id)
+    if job is not None:
+        job.seqs.append(seq)
     return delivery
 
 
 def _attempt(state: State, delivery: Delivery, number: int, seq: int) -> Attempt | None:
-    if not delivery.in_flight or delivery.attempts[-1].number != number:
+    attempts = delivery.attempts
+    if not attempts or attempts[-1].finished or attempts[-1].number != number:
         state.note(f"seq {seq}: outcome of attempt {number} of {delivery.callback_id!r} not sent")
         return None
-    attempt = delivery.attempts[-1]
+    attempt = attempts[-1]
     attempt.finished = True
     return attempt
 
@@ -129,8 +132,8 @@ def _due(state: State, seq: int, env: Envelope, ev: CallbackDue) -> None:
     delivery = _delivery(state, ev.callback_id, seq)
     if delivery is None:
         return
-    job = state.jobs.get(delivery.job_id)
-    if job is None or not job.terminal:
+    job = state.jobs.by_id.get(delivery.job_id)
+    if job is None or job.status not in TERMINAL:
         state.note(f"seq {seq}: callback {ev.callback_id!r} due for an unfinished job")
     if delivery.status != "scheduled":
         state.note(f"seq {seq}: callback {ev.callback_id!r} due twice")
@@ -151,9 +154,10 @@ def _attempt_started(state: State, seq: int, env: Envelope, ev: CallbackAttemptS
             f"{delivery.status} after {len(delivery.attempts)} attempts"
         )
         return
-    if delivery.in_flight:
-        delivery.attempts[-1].finished = True
-        delivery.attempts[-1].error = "interrupted (no outcome recorded)"
+    attempts = delivery.attempts
+    if attempts and not attempts[-1].finished:
+        attempts[-1].finished = True
+        attempts[-1].error = "interrupted (no outcome recorded)"
     delivery.attempts.append(Attempt(number=ev.attempt, started_at=ev.at))
 
 

@@ -98,7 +98,7 @@ def _check_locks(state: State, problems: list[str]) -> None:
             problems.append(
                 f"lock on {repo!r} is held by batch {batch.batch_id!r} of {batch.repo!r}"
             )
-        elif batch.phase not in ("preparing", "ready"):
+        elif batch.phase == "executing":
             problems.append(f"lock on {repo!r} is held by batch {batch.batch_id!r}, {batch.phase}")
 
 

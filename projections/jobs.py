@@ -12,7 +12,7 @@ as an anomaly instead of being silently accepted: ``rewind log verify --deep`` r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
@@ -41,7 +41,7 @@ from projections.events import (
     tag_of,
 )
 from projections.handlers import Handlers
-from projections.lifecycle import ACTIVE, TERMINAL, JobStatus, next_status
+from projections.lifecycle import ACTIVE, TERMINAL, TRANSITIONS, JobStatus
 
 if TYPE_CHECKING:
     from projections.state import State
@@ -142,6 +142,11 @@ def touch(state: State, job_id: str | None, seq: int) -> Job | None:
     return job
 
 
+_ROWS: Final = TRANSITIONS
+"""Read directly (not through ``next_status``) on the hot path: a replay makes this lookup
+for most events, and a function call costs as much as the lookup itself."""
+
+
 def move(state: State, job: Job, event: type[Event], seq: int, at: float | None = None) -> bool:
     """Apply the lifecycle table to one job; the only place a status changes.
 
@@ -149,16 +154,18 @@ def move(state: State, job: Job, event: type[Event], seq: int, at: float | None 
     the statistics are kept here too, so no ending can be counted twice or missed.
     """
     old = job.status
-    new = next_status(old, event)
+    new = _ROWS[event].get(old)
     if new is None:
         state.note(f"seq {seq}: {tag_of(event)} cannot happen to job {job.job_id!r} ({old})")
         return False
     if new == old:
         return True
     jobs = state.jobs
-    job_id = job.job_id
+    job_id = job.spec.job_id
+    active_now = new in ACTIVE
+    active_before = old in ACTIVE
     if old == "queued":
-        if new in ACTIVE and jobs.next_queued() != job_id:
+        if active_now and next(iter(jobs.queue), None) != job_id:
             state.note(f"seq {seq}: job {job_id!r} dispatched ahead of {jobs.next_queued()!r}")
         del jobs.queue[job_id]
     elif old == "waiting":
@@ -169,15 +176,18 @@ def move(state: State, job: Job, event: type[Event], seq: int, at: float | None 
     if new == "queued":
         jobs.queue[job_id] = seq
     elif new == "waiting":
-        jobs.waits.setdefault(job.spec.repo, {})[job_id] = seq
-    if new in ACTIVE and old not in ACTIVE:
+        waiting = jobs.waits.get(job.spec.repo)
+        if waiting is None:
+            waiting = jobs.waits[job.spec.repo] = {}
+        waiting[job_id] = seq
+    if active_now and not active_before:
         if len(jobs.active) >= state.server.settings.max_concurrent:
             state.note(
                 f"seq {seq}: job {job_id!r} dispatched with {len(jobs.active)} jobs active "
                 f"(max_concurrent {state.server.settings.max_concurrent})"
             )
         jobs.active[job_id] = None
-    elif old in ACTIVE and new not in ACTIVE:
+    elif active_before and not active_now:
         del jobs.active[job_id]
     if new == "running" and at is not None:
         stats.job_started(state, job, at)
@@ -195,9 +205,12 @@ def move(state: State, job: Job, event: type[Event], seq: int, at: float | None 
 
 
 def _job(state: State, job_id: str, seq: int) -> Job | None:
-    job = touch(state, job_id, seq)
+    """``touch`` for events that must name a known job (inlined: it runs for most events)."""
+    job = state.jobs.by_id.get(job_id)
     if job is None:
         state.note(f"seq {seq}: event about unknown job {job_id!r}")
+        return None
+    job.seqs.append(seq)
     return job
 
 
@@ -211,7 +224,10 @@ def _created(state: State, seq: int, env: Envelope, ev: JobCreated) -> None:
     if ev.owner not in state.users.by_id:
         state.note(f"seq {seq}: job {ev.job_id!r} created by unknown user {ev.owner!r}")
     jobs.by_id[ev.job_id] = Job(spec=ev, created_seq=seq, seqs=[seq])
-    jobs.by_repo.setdefault(ev.repo, {})[ev.job_id] = None
+    repo_jobs = jobs.by_repo.get(ev.repo)
+    if repo_jobs is None:
+        repo_jobs = jobs.by_repo[ev.repo] = {}
+    repo_jobs[ev.job_id] = None
     if ev.idempotency is not None:
         _index_key(state, ev.job_id, ev.idempotency, seq)
 
@@ -288,10 +304,12 @@ def _ended(
     seq: int,
     ev: JobCompleted | JobFailed | JobTimedOut | JobCancelled | JobLost,
 ) -> Job | None:
-    job = _job(state, ev.job_id, seq)
-    if job is None or not move(state, job, type(ev), seq, ev.at):
+    job = state.jobs.by_id.get(ev.job_id)
+    if job is None:
+        state.note(f"seq {seq}: event about unknown job {ev.job_id!r}")
         return None
-    return job
+    job.seqs.append(seq)
+    return job if move(state, job, type(ev), seq, ev.at) else None
 
 
 def _completed(state: State, seq: int, env: Envelope, ev: JobCompleted) -> None:
@@ -329,7 +347,7 @@ def _deleted(state: State, seq: int, env: Envelope, ev: JobDeleted) -> None:
     job = _job(state, ev.job_id, seq)
     if job is None or not move(state, job, JobDeleted, seq):
         return
-    if job.deleted:
+    if job.deleted_at is not None:
         state.note(f"seq {seq}: job {ev.job_id!r} deleted twice")
     job.deleted_at = ev.at
 
@@ -338,7 +356,7 @@ def _purged(state: State, seq: int, env: Envelope, ev: JobPurged) -> None:
     job = _job(state, ev.job_id, seq)
     if job is None or not move(state, job, JobPurged, seq):
         return
-    if not job.deleted:
+    if job.deleted_at is None:
         state.note(f"seq {seq}: job {ev.job_id!r} purged without being deleted")
     jobs = state.jobs
     del jobs.by_id[ev.job_id]

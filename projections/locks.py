@@ -72,7 +72,18 @@ def _released(state: State, seq: int, env: Envelope, ev: LockReleased) -> None:
             f"held by {held}"
         )
         return
+    if _still_working(state, current):
+        state.note(f"seq {seq}: lock on {ev.repo!r} released while {current.holder!r} still works")
     del state.locks.held[ev.repo]
+
+
+def _still_working(state: State, lock: Lock) -> bool:
+    """A lock is given back only once its holder's work ended (preparation, clone)."""
+    if lock.kind == "clone":
+        repo = state.repos.by_name.get(lock.holder)
+        return repo is not None and repo.clone == "cloning"
+    batch = state.batches.active.get(lock.holder)
+    return batch is not None and batch.phase == "preparing"
 
 
 HANDLERS: Handlers = {LockReleased: _released}

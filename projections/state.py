@@ -73,9 +73,29 @@ _PROJECTIONS: Final[tuple[Handlers, ...]] = (
 )
 
 
-def _build_dispatch() -> dict[type[Event], tuple[Handler, ...]]:
+def _chain(handlers: tuple[Handler, ...]) -> Handler:
+    """One callable per event type: most types have a single handler, called directly."""
+    if len(handlers) == 1:
+        return handlers[0]
+    if len(handlers) == 2:
+        first, second = handlers
+
+        def both(state: State, seq: int, env: Envelope, event: Event) -> None:
+            first(state, seq, env, event)
+            second(state, seq, env, event)
+
+        return both
+
+    def chained(state: State, seq: int, env: Envelope, event: Event) -> None:
+        for handler in handlers:
+            handler(state, seq, env, event)
+
+    return chained
+
+
+def _build_dispatch() -> dict[type[Event], Handler]:
     return {
-        cls: tuple(handlers[cls] for handlers in _PROJECTIONS if cls in handlers)
+        cls: _chain(tuple(handlers[cls] for handlers in _PROJECTIONS if cls in handlers))
         for cls in EVENT_TYPES
     }
 
@@ -86,7 +106,6 @@ _DISPATCH: Final = _build_dispatch()
 def evolve(state: State, seq: int, env: Envelope) -> State:
     """Fold the event at ``seq`` into ``state`` (in place) and return it."""
     event = env.event
-    for handler in _DISPATCH[type(event)]:
-        handler(state, seq, env, event)
+    _DISPATCH[type(event)](state, seq, env, event)
     state.last_seq = seq
     return state

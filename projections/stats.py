@@ -51,7 +51,9 @@ class Stats(msgspec.Struct, array_like=True, gc=False, kw_only=True):
         return self.by_key.get(repo, {}).get(agent)
 
     def _key(self, job: Job) -> AgentStats:
-        agents = self.by_key.setdefault(job.spec.repo, {})
+        agents = self.by_key.get(job.spec.repo)
+        if agents is None:
+            agents = self.by_key[job.spec.repo] = {}
         found = agents.get(job.spec.agent)
         if found is None:
             found = agents[job.spec.agent] = AgentStats()

@@ -50,6 +50,9 @@ REPOS: Final = ("api", "web", "infra", "docs", "mobile", "ml")
 AGENTS: Final = ("claude-code", "gemini", "codex", "aider")
 USERS: Final = ("alice", "bob", "carol", "dave")
 MAX_BACKLOG: Final = 60
+MIN_RUN_SECONDS: Final = 20.0
+"""An agent runs a while (about 100 commands of simulated time), so several run at once and
+cancellations, crashes and deletions find running jobs, as on a real server."""
 SETTINGS: Final = ServerSettings(
     max_concurrent=12,
     default_timeout_seconds=900.0,
@@ -112,10 +115,10 @@ class Simulation:
             (8, self.cleanup_step),
             (5, self.remove_resource),
             (6, self.delete_job),
-            (2, self.purge_job),
+            (8, self.purge_job),
             (0.3, self.repo_event),
             (0.15, self.user_event),
-            (0.01, self.restart),
+            (0.03, self.restart),
         ]
 
     # -- running the simulation ------------------------------------------------------------
@@ -176,8 +179,9 @@ class Simulation:
     # -- boot and setup ------------------------------------------------------------------------
 
     def boot(self, *, clean: bool) -> Iterator[Envelope]:
-        """A server start: after a clean stop, or after a crash (``clean=False``) with the
-        recovery a real server performs: running agents re-attached or lost."""
+        """A server start, after a clean stop or after a crash (``clean=False``), with the
+        recovery a real server performs either way: agents are detached and outlive the
+        server, so the ones still running are re-attached and the others lost."""
         state = self.state
         if state.server.server_id is None:
             yield from self.apply(c.InitializeServer(server_id="server-sim"))
@@ -185,15 +189,15 @@ class Simulation:
         self.boots += 1
         boot_id = f"boot-{self.boots}"
         yield from self.apply(c.StartServer(boot_id=boot_id, pid=1000 + self.boots, version="sim"))
-        if not clean:
-            for job_id in list(state.jobs.attached):
-                job = state.jobs.by_id[job_id]
-                if job.process is None:
-                    yield from self.apply(c.FailJob(job_id=job_id, reason="launch interrupted"))
-                elif self.rng.random() < 0.7:
-                    yield from self.apply(c.Reattach(job_id=job_id, boot_id=boot_id))
-                else:
-                    yield from self.apply(c.MarkLost(job_id=job_id, reason="heartbeat stale"))
+        survival = 0.9 if clean else 0.7
+        for job_id in list(state.jobs.attached):
+            job = state.jobs.by_id[job_id]
+            if job.process is None:
+                yield from self.apply(c.FailJob(job_id=job_id, reason="launch interrupted"))
+            elif self.rng.random() < survival:
+                yield from self.apply(c.Reattach(job_id=job_id, boot_id=boot_id))
+            else:
+                yield from self.apply(c.MarkLost(job_id=job_id, reason="heartbeat stale"))
         yield from self.apply(c.CompleteRecovery(report=empty_report()), "recovery")
 
     def setup(self) -> Iterator[Envelope]:
@@ -232,7 +236,7 @@ class Simulation:
             return None
         rng = self.rng
         owners = [u for u in state.users.by_id if u in USERS] or list(state.users.by_id)
-        repos = [r.name for r in state.repos.by_name.values() if r.usable]
+        repos = [name for name in REPOS if (repo := state.repos.get(name)) and repo.usable]
         if not owners or not repos:
             return None
         job_id = self.new_id("job")
@@ -354,12 +358,17 @@ class Simulation:
         job = state.jobs.by_id[job_id]
         if job.status != "running":
             return c.RecordExit(job_id=job_id, exit_code=None, reason="stopped")
+        if job.started_at is not None and self.now - job.started_at < MIN_RUN_SECONDS:
+            return None
         if job.deadline is not None and rng.random() < 0.05:
             self.now = max(self.now, job.deadline)
             return c.TimeOutJob(job_id=job_id)
         roll = rng.random()
-        code = 0 if roll < 0.8 else rng.choice([1, 2, 137])
-        return c.RecordExit(job_id=job_id, exit_code=code)
+        if roll < 0.8:
+            return c.RecordExit(job_id=job_id, exit_code=0)
+        if roll < 0.99:
+            return c.RecordExit(job_id=job_id, exit_code=rng.choice([1, 2, 137]))
+        return c.RecordExit(job_id=job_id, exit_code=None, reason="wrapper killed")
 
     def cancel_job(self) -> c.Command | None:
         """Cancel a queued or launched job, or delete it outright (which cancels it first)."""
@@ -389,7 +398,7 @@ class Simulation:
                 outcome=outcome,
                 status=status,
             )
-        while self.gave_up and self.rng.random() < 0.1:
+        while self.gave_up and self.rng.random() < 0.5:
             given_up = callbacks.by_id.get(self.gave_up.popleft())
             job = self.state.jobs.get(given_up.job_id) if given_up else None
             if given_up is not None and job is not None and not job.deleted:
@@ -513,8 +522,10 @@ class Simulation:
                 label="ci",
                 ttl_seconds=3600.0,
             )
-        if temporary:
-            return c.RemoveUser(user_id=rng.choice(temporary))
+        busy = {j.spec.owner for j in state.jobs.by_id.values() if not j.terminal}
+        idle = [u for u in temporary if u not in busy]
+        if idle:
+            return c.RemoveUser(user_id=rng.choice(idle))
         if state.users.tokens:
             return c.RevokeToken(token_hash=rng.choice(list(state.users.tokens)))
         return None

@@ -67,7 +67,9 @@ def create(state: State, command: CreateJob, now: float) -> list[Event]:
     if agent not in settings.agents:
         known_agents = ", ".join(sorted(settings.agents)) or "none"
         raise invalid("unknown_agent", f"no agent {agent!r} (configured: {known_agents})")
-    timeout = command.timeout_seconds or settings.default_timeout_seconds
+    timeout = command.timeout_seconds
+    if timeout is None:
+        timeout = settings.default_timeout_seconds
     if not 0 < timeout <= settings.max_timeout_seconds:
         raise invalid(
             "invalid_timeout",
@@ -135,6 +137,8 @@ def start_staging(state: State, command: StartStaging, now: float) -> list[Event
     common.require(found, StagingCreated, "job_started", "take files after it started")
     if state.staging.of_job(command.job_id) is not None:
         return []
+    if command.path in state.staging.dirs:
+        raise conflict("staging_exists", f"staging {command.path!r} belongs to another job")
     return [StagingCreated(path=command.path, job_id=command.job_id, at=now)]
 
 
@@ -213,6 +217,8 @@ def purge(state: State, command: PurgeJob, now: float) -> list[Event]:
 def purge_blockers(state: State, found: Job) -> list[str]:
     """What of a deleted job still needs it in the state."""
     blockers = []
+    if found.batch_id is not None and found.batch_id in state.batches.active:
+        blockers.append(f"its batch {found.batch_id!r} open")
     if any(d.status == "pending" for d in state.callbacks.of_job(found.job_id)):
         blockers.append("webhooks pending")
     if any(c.spec.job_id == found.job_id for c in state.cleanup.pending.values()):

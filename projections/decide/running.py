@@ -106,6 +106,8 @@ def record_exit(state: State, command: RecordExit, now: float) -> list[Event]:
 
 def fail(state: State, command: FailJob, now: float) -> list[Event]:
     found = common.job(state, command.job_id)
+    if found.terminal:
+        raise conflict("job_finished", f"job {command.job_id!r} already {found.status}")
     if found.process is not None:
         raise conflict("has_process", f"job {command.job_id!r} has a process: stop it first")
     if found.status in STOPPING:

@@ -34,6 +34,10 @@ def test_result_structure_and_snapshot_replays_less(tmp_path: Path) -> None:
     ):
         assert isinstance(result[key], float), key
         assert result[key] > 0, key
+    assert isinstance(result["history_jobs"], int) and 0 < result["history_jobs"] < EVENTS
+    assert result["rewind_full_replay_jobs_per_s"] == pytest.approx(
+        result["history_jobs"] / result["rewind_full_replay_s"], rel=0.01
+    )
     every = bench_replay.SNAPSHOT_EVERY
     assert result["snapshot_seq"] == max(every, (EVENTS - 1) // every * every)
     assert result["full_events_replayed"] == EVENTS
