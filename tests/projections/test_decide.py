@@ -496,6 +496,18 @@ def _() -> tuple[World, c.Command]:
     )
 
 
+@rejects(c.ReleaseStaleLock, "lock_not_held")
+def _() -> tuple[World, c.Command]:
+    return booted(), c.ReleaseStaleLock(repo="api")
+
+
+@rejects(c.ReleaseStaleLock, "lock_in_use")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.run_to_preparing("j1")
+    return w, c.ReleaseStaleLock(repo="api")
+
+
 @rejects(c.FinishPreparation, "invalid_outcome")
 def _() -> tuple[World, c.Command]:
     w = booted()
@@ -964,6 +976,7 @@ def test_a_purged_job_frees_its_key_but_never_its_id() -> None:
     w.complete("j1", idempotency=key)
     w.do(c.DeleteJob(job_id="j1"))
     w.do(c.FinishCleanup(path="workspaces/j1"))
+    w.do(c.FinishCleanup(path="runs/j1"))
     w.do(c.PurgeJob(job_id="j1"), advance=SETTINGS.retention_seconds)
     assert "j1" not in w.state.jobs.by_id and "k" not in w.state.jobs.idempotency
     w.refuse(_create(idempotency=key), "conflict", "job_exists")
@@ -1068,7 +1081,7 @@ def test_a_batch_ends_with_its_last_member() -> None:
     w.prepare("j1")
     w.prepare("j2")
     w.do(c.RecordWorkspace(job_id="j2", path="workspaces/j2"))
-    w.do(c.BeginLaunch(job_id="j2", run_dir="workspaces/j2/.rewind"))
+    w.do(c.BeginLaunch(job_id="j2", run_dir="runs/j2"))
     w.do(_started("j2"))
     assert types(w.do(c.RecordExit(job_id="j2", exit_code=0))) == [JobCompleted, BatchEnded]
 
@@ -1222,7 +1235,11 @@ def test_delete_of_a_finished_job_marks_its_workspace() -> None:
     w = booted()
     w.complete("j1")
     events = w.do(c.DeleteJob(job_id="j1"))
-    assert types(events) == [JobDeleted, CleanupMarked]
+    assert types(events) == [JobDeleted, CleanupMarked, CleanupMarked]
+    assert [e.path for e in events[1:] if isinstance(e, CleanupMarked)] == [
+        "workspaces/j1",
+        "runs/j1",
+    ]
     assert w.state.jobs.by_id["j1"].deleted and w.status("j1") == "completed"
 
 
@@ -1249,7 +1266,7 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     w.do(c.RecordWorkspace(job_id="j1", path="workspaces/j1"))
     w.do(c.RecordNetwork(job_id="j1", network_id="net1", name="rewind-j1"))
     w.do(c.RecordContainer(job_id="j1", container_id="ct1", name="rewind-j1-db", image="pg"))
-    w.do(c.BeginLaunch(job_id="j1", run_dir="workspaces/j1/.rewind"))
+    w.do(c.BeginLaunch(job_id="j1", run_dir="runs/j1"))
     w.do(_started())
 
     assert types(w.do(c.DeleteJob(job_id="j1"))) == [JobDeleteRequested]
@@ -1259,7 +1276,7 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     assert w.do(c.CancelJob(job_id="j1")) == []
 
     events = w.do(c.RecordExit(job_id="j1", exit_code=None))
-    assert types(events) == [JobCancelled, JobDeleted, CleanupMarked, BatchEnded]
+    assert types(events) == [JobCancelled, JobDeleted, CleanupMarked, CleanupMarked, BatchEnded]
     assert deleted(w, "j1") and w.status("j1") == "cancelled"
     assert w.state.jobs.attached == {} and "j1" not in w.state.jobs.active
     assert w.state.resources.of_job("j1") == (["ct1"], ["net1"]), "still known, to be removed"
@@ -1271,6 +1288,8 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     w.do(c.RecordRemoval(kind="container", resource_id="ct1"))
     w.do(c.RecordRemoval(kind="network", resource_id="net1"))
     w.do(c.FinishCleanup(path="workspaces/j1"))
+    w.refuse(c.PurgeJob(job_id="j1"), "conflict", "job_busy")
+    w.do(c.FinishCleanup(path="runs/j1"))
     assert types(w.do(c.PurgeJob(job_id="j1"))) == [JobPurged]
     assert "j1" not in w.state.jobs.by_id and w.state.jobs.purged
 
@@ -1390,7 +1409,7 @@ def test_cleanup_archive_fail_then_complete() -> None:
     cleanup = w.state.cleanup.pending[path]
     assert (cleanup.failures, cleanup.archive) == (2, "archive/j1.tar")
     assert types(w.do(c.FinishCleanup(path=path))) == [CleanupCompleted]
-    assert w.state.cleanup.pending == {} and w.state.cleanup.completed == 1
+    assert list(w.state.cleanup.pending) == ["runs/j1"] and w.state.cleanup.completed == 1
 
 
 def test_containers_networks_removal_failures_and_orphans() -> None:
@@ -1507,6 +1526,7 @@ def test_every_command_type_is_exercised_with_a_legal_outcome() -> None:
     do(c.DeleteJob(job_id="j1"))
     do(c.RecordArchived(path="workspaces/j1", archive="a"))
     do(c.FinishCleanup(path="workspaces/j1"))
+    do(c.FinishCleanup(path="r"))
     do(c.PurgeJob(job_id="j1"), advance=SETTINGS.retention_seconds)
     w.run_to_running("j2", callbacks=[c.CallbackRequest(url="https://h")])
     do(c.RecordExit(job_id="j2", exit_code=0))
@@ -1527,7 +1547,24 @@ def test_every_command_type_is_exercised_with_a_legal_outcome() -> None:
     do(c.FinishClone(repo="tmp", commit="c"))
     do(c.UnregisterRepo(repo="tmp"))
     do(c.StopServer())
-    assert produced == set(DECIDERS)
+    assert produced == set(DECIDERS) - {c.ReleaseStaleLock}, "see the test below for that one"
+
+
+def test_a_stale_lock_from_an_old_history_is_released_and_handed_on() -> None:
+    """ReleaseStaleLock acts only on what decide never writes: here a v1-style history whose
+    batch was prepared without giving its lock back, and a job waiting for that lock."""
+    w = booted()
+    w.run_to_preparing("j1")
+    w.queue("j2")
+    w.do(c.Dispatch())
+    batch = w.state.batches.active[w.batch_of("j1")]
+    w.fold(BatchPrepared(batch_id=batch.batch_id, commit="c1"))
+    assert w.state.locks.holder("api") is not None and w.status("j2") == "waiting"
+    events = w.do(c.ReleaseStaleLock(repo="api"))
+    assert types(events) == [LockReleased, BatchFormed]
+    assert isinstance(events[0], LockReleased) and events[0].reason == "stale-after-restart"
+    assert w.status("j2") == "preparing"
+    w.refuse(c.ReleaseStaleLock(repo="api"), "conflict", "lock_in_use")
 
 
 # -- the illegal histories of issue 8 -------------------------------------------------------
@@ -1614,7 +1651,7 @@ def _hundred_running(w: World) -> list[Event]:
     for job_id in members:
         events += [
             JobWorkspaceCreated(job_id=job_id, path=f"workspaces/{job_id}"),
-            JobLaunching(job_id=job_id, run_dir=f"workspaces/{job_id}/.rewind"),
+            JobLaunching(job_id=job_id, run_dir=f"runs/{job_id}"),
             JobProcessStarted(
                 job_id=job_id, pid=1, process_start_time=1, boot_id="b", started_at=1, deadline=9
             ),
