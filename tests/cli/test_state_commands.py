@@ -208,7 +208,7 @@ def _busy_job(envelopes: list[Envelope]) -> str:
     attempts: dict[str, int] = {}
     for env in envelopes:
         fields = msgspec.to_builtins(env.event)
-        if fields["type"] == "callback.scheduled":
+        if fields["type"] == "callback.due":
             callbacks[fields["callback_id"]] = fields["job_id"]
         elif fields["type"].startswith("callback.attempt") and fields["callback_id"] in callbacks:
             job = callbacks[fields["callback_id"]]
