@@ -30,7 +30,7 @@ from projections import DomainError, State
 from projections import commands as c
 from service import __version__
 from service.api import jobs, ops, repos, users
-from service.api.deps import authenticated
+from service.api.deps import bearer_tokens
 from service.api.problems import (
     ApiError,
     on_api_error,
@@ -138,7 +138,7 @@ def build_app(
             HTTPException: on_http_error,
             Exception: on_unexpected,
         },
-        guards=[authenticated],
+        middleware=[bearer_tokens],
         openapi_config=OpenAPIConfig(
             title="rewind",
             version=__version__,

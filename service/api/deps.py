@@ -7,7 +7,8 @@ from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from projections.users import User
 from service.api.problems import ApiError
@@ -66,18 +67,21 @@ def caller(rt: Runtime, request: ASGIConnection[Any, Any, Any, Any]) -> User:
     return user
 
 
-async def authenticated(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """Guard of every route not marked ``opt={"public": True}``: the token is checked before
-    the body is read, so a caller without one learns nothing of the body's shape and cannot
-    make the server decode a large body. The handler checks again on settled state.
+def bearer_tokens(app: ASGIApp) -> ASGIApp:
+    """Middleware of every route not marked ``opt={"public": True}``: the token is checked
+    before the body is read, so a caller without one learns nothing of the body's shape and
+    cannot make the server decode a large body. The handler checks again on settled state.
 
-    A coroutine, because Litestar runs a plain function guard in a worker thread: a thread
-    hand-off per request, for a dict lookup."""
-    if handler.opt.get("public"):
-        return
-    caller(runtime_of(connection), connection)
+    A middleware rather than a guard: Litestar copies the route handler for every guard
+    call, which cost more than the whole check."""
+
+    async def check(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and not scope["route_handler"].opt.get("public"):
+            connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope)
+            caller(runtime_of(connection), connection)
+        await app(scope, receive, send)
+
+    return check
 
 
 def require_admin(user: User) -> None:
