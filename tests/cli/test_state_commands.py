@@ -266,23 +266,57 @@ def test_a_time_printed_by_history_selects_that_event_in_state_at(
         assert got == expected, (seq, when)
 
 
-def test_history_job_includes_its_webhooks_and_cleanups(
-    simulated: DataDir, envelopes: list[Envelope]
-) -> None:
-    job_id = _busy_job(envelopes)
+OWNED_KINDS = {
+    "callback_id": "callback",
+    "path": "path",
+    "batch_id": "batch",
+    "container_id": "resource",
+    "network_id": "resource",
+    "resource_id": "resource",  # a container's or a network's id (resource.removal-failed)
+}
+"""Fields of v2 events naming something a job owns, and what kind of thing each names."""
+
+
+def _owned_by(job_id: str, envelopes: list[Envelope]) -> list[int]:
+    """The oracle: seqs of events naming the job, or naming something an earlier event that
+    named the job also named (its webhook, its batch, its workspace or staging path, its
+    containers and networks, however a later event spells their ids)."""
     owned: set[tuple[str, str]] = set()
-    expected = []
-    keys = ("callback_id", "container_id", "network_id", "path")
+    found = []
     for seq, env in enumerate(envelopes, start=1):
         fields = msgspec.to_builtins(env.event)
-        mine = _direct(env, job_id)
-        if mine:
-            owned.update((key, fields[key]) for key in keys if key in fields)
-        elif any((key, fields.get(key)) in owned for key in keys):
-            mine = True
-        if mine:
-            expected.append(seq)
+        names = {(kind, fields[key]) for key, kind in OWNED_KINDS.items() if key in fields}
+        if _direct(env, job_id):
+            owned |= names
+            found.append(seq)
+        elif names & owned:
+            found.append(seq)
+    return found
+
+
+def _job_with_a_failed_removal(envelopes: list[Envelope]) -> str:
+    """The job owning the first container or network whose removal failed (such an event names
+    only `resource_id`)."""
+    creators: dict[str, str] = {}
+    for env in envelopes:
+        fields = msgspec.to_builtins(env.event)
+        if fields["type"] in ("container.created", "network.created"):
+            creators[fields.get("container_id") or fields["network_id"]] = fields["job_id"]
+        elif fields["type"] == "resource.removal-failed":
+            return creators[fields["resource_id"]]
+    raise AssertionError("the history should hold a failed container or network removal")
+
+
+@pytest.mark.parametrize("pick", [_busy_job, _job_with_a_failed_removal])
+def test_history_job_includes_its_webhooks_and_cleanups(
+    simulated: DataDir, envelopes: list[Envelope], pick: Any
+) -> None:
+    job_id = pick(envelopes)
+    expected = _owned_by(job_id, envelopes)
+    indirect = [seq for seq in expected if not _direct(envelopes[seq - 1], job_id)]
+    assert indirect, "the job should own things that later events name without the job"
     result = run_rewind("history", "job", simulated.root, job_id, "--json")
+    assert result.returncode == 0, result.stderr
     got = [msgspec.json.decode(line)["seq"] for line in result.stdout.splitlines()]
     assert got == expected
 
