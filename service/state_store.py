@@ -201,9 +201,18 @@ def seq_at_time(log: EventLog, when: float) -> int:
     return last
 
 
-_OWNED = ("callback_id", "path", "container_id", "network_id", "resource_id", "batch_id")
-"""Fields naming things a job owns; later events name only these (a webhook attempt, a
-cleanup's completion, a container's removal), not the job."""
+_OWNED = {
+    "callback_id": "callback",
+    "path": "path",
+    "container_id": "resource",
+    "network_id": "resource",
+    "resource_id": "resource",
+    "batch_id": "batch",
+}
+"""Fields naming things a job owns, and the kind of thing each names; later events name only
+these (a webhook attempt, a cleanup's completion, a container's removal), not the job. A
+container's or network's id comes back as `resource_id` when its removal fails, so ownership
+is keyed by kind, not by field name."""
 
 
 class JobEvents:
@@ -218,7 +227,9 @@ class JobEvents:
 
     def __call__(self, envelope: Envelope) -> bool:
         event = envelope.event
-        owned = [(name, value) for name in _OWNED if (value := getattr(event, name, None))]
+        owned = [
+            (kind, value) for name, kind in _OWNED.items() if (value := getattr(event, name, None))
+        ]
         if getattr(event, "job_id", None) == self.job_id or self.job_id in getattr(
             event, "job_ids", ()
         ):

@@ -11,6 +11,7 @@ import typer
 
 from eventlog import CorruptLogError, EventLog, LogError
 from eventlog.lock import DirLock
+from eventlog.segment import segment_seq
 from projections import State, encode_state
 from projections.jobs import Job
 from service.layout import DataDir, resolve
@@ -72,8 +73,29 @@ def _load(data_dir: DataDir, log: EventLog, target: int | None) -> tuple[State, 
         try:
             return load_state(data_dir, at=target, log=log, on_record=bar.callback)
         except CorruptLogError as err:
-            readable = f"; seqs before {err.seq} are intact: try --at {err.seq - 1}"
-            raise DamageFoundError(f"{err}{readable if err.seq > 1 else ''}") from err
+            raise DamageFoundError(f"{err}{_intact_hint(log, err)}") from err
+
+
+def _intact_hint(log: EventLog, err: CorruptLogError) -> str:
+    """Which `--at` still works: up to the last complete write batch before the damage.
+
+    A batch is read whole or not at all, so the records of the damaged batch that precede the
+    damaged frame are not readable either: the hint names where that batch starts, found by
+    reading the damaged segment (batches never span segments) up to the damage.
+    """
+    first = segment_seq(err.file.name) or err.seq
+    last = first - 1
+    try:
+        for record in log.read(first):
+            if record.seq >= err.seq:
+                break
+            last = record.seq
+    except CorruptLogError:
+        pass
+    if last < 1:
+        return ""
+    batch = f" (the damaged write batch starts at seq {last + 1})" if last + 1 < err.seq else ""
+    return f"; seqs before {last + 1} are intact{batch}: try --at {last}"
 
 
 def _job(current: State, job_id: str) -> Job:

@@ -63,10 +63,13 @@ def _ends_of_batches(found: list[FrameInfo]) -> list[FrameInfo]:
     return [f for f in found if not f.continues]
 
 
-def _pick_cut(found: list[FrameInfo], segment_index: int, low: int, high: int) -> FrameInfo:
-    """A group's last record inside segment number `segment_index`, mid-segment."""
+def _pick_cut(found: list[FrameInfo], low: int, high: int) -> FrameInfo:
+    """A group's last record mid-segment, in the segment that holds the seq halfway between
+    `low` and `high` (chosen by seq, not by segment number: how many segments lie before it
+    depends on how large the generator's events are). Several segments follow it."""
     segments = sorted({f.segment for f in found})
-    target = segments[segment_index]
+    target = next(f.segment for f in found if f.seq == (low + high) // 2)
+    assert segments.index(target) <= len(segments) - 3, "segments should follow the cut"
     inside = [f for f in _ends_of_batches(found) if f.segment == target and low < f.seq < high]
     assert len(inside) >= 3, "the fixture should put a few groups there"
     return inside[len(inside) // 2]
@@ -80,7 +83,7 @@ def test_repair_backs_up_every_removed_byte(data_dir: DataDir, payloads: list[by
     found = frames(data_dir.log)
     assert len({f.segment for f in found}) >= 6
     assert any(f.continues for f in found), "the log should hold append_many groups"
-    cut = _pick_cut(found, 2, 150, 300)
+    cut = _pick_cut(found, 150, 300)
     seg_before = {p.name: p.read_bytes() for p in data_dir.log.glob("*.seg")}
     snap_before = {p.name: p.read_bytes() for p in data_dir.snapshots.iterdir()}
 
@@ -298,7 +301,7 @@ log.close()
 
 def test_repair_refuses_while_the_log_is_held(data_dir: DataDir) -> None:
     found = frames(data_dir.log)
-    cut = _pick_cut(found, 2, 150, 300)
+    cut = _pick_cut(found, 150, 300)
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(data_dir.log)],
         stdin=subprocess.PIPE,

@@ -18,6 +18,7 @@ from service.layout import DataDir
 from service.state_store import load_state
 from tests.cli.conftest import EVENTS, SEED
 from tests.service.helpers import (
+    FrameInfo,
     assert_one_error_line,
     flip_bit,
     fold,
@@ -266,23 +267,57 @@ def test_a_time_printed_by_history_selects_that_event_in_state_at(
         assert got == expected, (seq, when)
 
 
-def test_history_job_includes_its_webhooks_and_cleanups(
-    simulated: DataDir, envelopes: list[Envelope]
-) -> None:
-    job_id = _busy_job(envelopes)
+OWNED_KINDS = {
+    "callback_id": "callback",
+    "path": "path",
+    "batch_id": "batch",
+    "container_id": "resource",
+    "network_id": "resource",
+    "resource_id": "resource",  # a container's or a network's id (resource.removal-failed)
+}
+"""Fields of v2 events naming something a job owns, and what kind of thing each names."""
+
+
+def _owned_by(job_id: str, envelopes: list[Envelope]) -> list[int]:
+    """The oracle: seqs of events naming the job, or naming something an earlier event that
+    named the job also named (its webhook, its batch, its workspace or staging path, its
+    containers and networks, however a later event spells their ids)."""
     owned: set[tuple[str, str]] = set()
-    expected = []
-    keys = ("callback_id", "container_id", "network_id", "path")
+    found = []
     for seq, env in enumerate(envelopes, start=1):
         fields = msgspec.to_builtins(env.event)
-        mine = _direct(env, job_id)
-        if mine:
-            owned.update((key, fields[key]) for key in keys if key in fields)
-        elif any((key, fields.get(key)) in owned for key in keys):
-            mine = True
-        if mine:
-            expected.append(seq)
+        names = {(kind, fields[key]) for key, kind in OWNED_KINDS.items() if key in fields}
+        if _direct(env, job_id):
+            owned |= names
+            found.append(seq)
+        elif names & owned:
+            found.append(seq)
+    return found
+
+
+def _job_with_a_failed_removal(envelopes: list[Envelope]) -> str:
+    """The job owning the first container or network whose removal failed (such an event names
+    only `resource_id`)."""
+    creators: dict[str, str] = {}
+    for env in envelopes:
+        fields = msgspec.to_builtins(env.event)
+        if fields["type"] in ("container.created", "network.created"):
+            creators[fields.get("container_id") or fields["network_id"]] = fields["job_id"]
+        elif fields["type"] == "resource.removal-failed":
+            return creators[fields["resource_id"]]
+    raise AssertionError("the history should hold a failed container or network removal")
+
+
+@pytest.mark.parametrize("pick", [_busy_job, _job_with_a_failed_removal])
+def test_history_job_includes_its_webhooks_and_cleanups(
+    simulated: DataDir, envelopes: list[Envelope], pick: Any
+) -> None:
+    job_id = pick(envelopes)
+    expected = _owned_by(job_id, envelopes)
+    indirect = [seq for seq in expected if not _direct(envelopes[seq - 1], job_id)]
+    assert indirect, "the job should own things that later events name without the job"
     result = run_rewind("history", "job", simulated.root, job_id, "--json")
+    assert result.returncode == 0, result.stderr
     got = [msgspec.json.decode(line)["seq"] for line in result.stdout.splitlines()]
     assert got == expected
 
@@ -354,52 +389,80 @@ def _jobs_spanning(envelopes: list[Envelope], seq: int) -> str:
     return next(job for job, found in sorted(seqs.items()) if found[0] < seq < found[-1])
 
 
+def _damage_target(found: list[FrameInfo], position: str) -> tuple[FrameInfo, int]:
+    """A record of the newest segment near seq 900 to damage, and the first seq of its write
+    batch: the batch's first record (`position="first"`) or one inside it, after its first
+    (`"inside"`: the records of the batch before it are then unreadable too, because a batch
+    is read whole or not at all)."""
+    newest = max(f.segment for f in found)
+    firsts = {(f.segment, f.batch_end): f.seq for f in reversed(found)}
+    candidates = [
+        f
+        for f in found[899:]
+        if f.segment == newest
+        and (firsts[f.segment, f.batch_end] == f.seq) == (position == "first")
+    ]
+    assert candidates, f"simulate's concurrent appends should leave a record {position} a batch"
+    target = candidates[0]
+    return target, firsts[target.segment, target.batch_end]
+
+
+@pytest.mark.parametrize("position", ["first", "inside"])
 def test_damage_in_the_newest_segment(
-    sim: DataDir, payloads: list[bytes], envelopes: list[Envelope]
+    sim: DataDir, payloads: list[bytes], envelopes: list[Envelope], position: str
 ) -> None:
-    """Whatever needs the records from the damage on fails (exit 1, one line naming file,
-    offset and seq); whatever comes before it keeps working, with a warning naming the same."""
-    target = frames(sim.log)[900]
-    assert target.seq == 901 and target.segment == max(f.segment for f in frames(sim.log))
+    """Whatever needs the records from the damaged write batch on fails (exit 1, one line
+    naming file, offset and seq); whatever comes before that batch keeps working, with a
+    warning naming the same. The error's hint names the last seq that works."""
+    target, start = _damage_target(frames(sim.log), position)
+    assert (start == target.seq) == (position == "first") and start > 10
     flip_bit(target.segment, target.offset + 20, 4)
     before = tree_digest(sim.root)
     where = (str(target.segment), f"at offset {target.offset} ", f"seq {target.seq}")
+    intact = start - 1
 
-    for args in (["state"], ["state", "--at", "950"], ["snapshot"]):
+    for args in (["state"], ["state", "--at", str(target.seq + 49)], ["snapshot"]):
         result = run_rewind(args[0], sim.root, *args[1:])
         line = assert_one_error_line(result)
         assert result.returncode == 1, line
         assert all(part in line for part in where), line
     hint = assert_one_error_line(run_rewind("state", sim.root))
-    assert hint.endswith("seqs before 901 are intact: try --at 900")
+    batch = "" if position == "first" else f" (the damaged write batch starts at seq {start})"
+    assert hint.endswith(f"seqs before {start} are intact{batch}: try --at {intact}"), hint
+    if position == "inside":  # before the damaged record, but in its batch: not readable
+        inside = run_rewind("state", sim.root, "--at", target.seq - 1)
+        line = assert_one_error_line(inside)
+        assert inside.returncode == 1 and all(part in line for part in where), line
+        assert line.endswith(f"try --at {intact}"), line
 
-    intact = run_rewind("state", sim.root, "--at", 900, "--json")
-    assert intact.returncode == 0, intact.stderr
-    body = msgspec.json.decode(intact.stdout)
-    assert body["seq"] == 900 and body["state"] == plain(as_dict(fold(payloads, 900)))
+    good = run_rewind("state", sim.root, "--at", intact, "--json")
+    assert good.returncode == 0, good.stderr
+    body = msgspec.json.decode(good.stdout)
+    assert body["seq"] == intact and body["state"] == plain(as_dict(fold(payloads, intact)))
     assert all(part in body["load"]["tail_damage"] for part in where)
-    [warning] = intact.stderr.splitlines()
+    [warning] = good.stderr.splitlines()
     assert warning.startswith("rewind: warning: corrupt log: ")
     assert all(part in warning for part in where)
 
-    dumped = run_rewind("log", "dump", sim.root, "--from", 890, "--to", 900)
+    dumped = run_rewind("log", "dump", sim.root, "--from", intact - 10, "--to", intact)
     assert dumped.returncode == 0, dumped.stderr
-    assert [int(line.split()[0]) for line in dumped.stdout.splitlines()] == list(range(890, 901))
+    seqs = [int(line.split()[0]) for line in dumped.stdout.splitlines()]
+    assert seqs == list(range(intact - 10, intact + 1))
     [warning] = dumped.stderr.splitlines()
     assert warning.startswith("rewind: warning: ") and all(part in warning for part in where)
 
     everything = run_rewind("log", "dump", sim.root, "--json")
     assert everything.returncode == 1
     rows = [msgspec.json.decode(line) for line in everything.stdout.splitlines()]
-    assert [row["seq"] for row in rows] == list(range(1, 901))
+    assert [row["seq"] for row in rows] == list(range(1, start))
     [warning] = everything.stderr.splitlines()
     assert warning.startswith("rewind: warning: ") and all(part in warning for part in where)
 
-    job_id = _jobs_spanning(envelopes, 901)
+    job_id = _jobs_spanning(envelopes, start)
     story = run_rewind("history", "job", sim.root, job_id, "--json")
     assert story.returncode == 1
     seqs = [msgspec.json.decode(line)["seq"] for line in story.stdout.splitlines()]
-    assert seqs and max(seqs) < 901
+    assert seqs and max(seqs) < start
     [warning] = story.stderr.splitlines()
     assert warning.startswith("rewind: warning: ") and all(part in warning for part in where)
     assert tree_digest(sim.root) == before
