@@ -179,9 +179,13 @@ def _check_upload(name: str, content: bytes, max_bytes: int) -> None:
 
 @post("/jobs/{job_id:str}/start", status_code=200)
 async def start_job(request: Request[Any, Any, Any], job_id: str) -> StartedOut:
+    """What the start did: queued at the back of the run queue (the job may well be past
+    the queue by the time the answer arrives: GET /jobs/{id} tells where it is now)."""
     rt, user = await context(request)
     visible_job(rt.state, user, job_id)
-    await rt.engine.execute(c.StartJob(job_id=job_id), actor=user.user_id)
+    behind = len(rt.state.jobs.queue)
+    if await rt.engine.execute(c.StartJob(job_id=job_id), actor=user.user_id):
+        return StartedOut(id=job_id, status="queued", queue_position=behind + 1)
     job = rt.state.jobs.by_id[job_id]
     return StartedOut(
         id=job_id, status=job.status, queue_position=rt.state.jobs.queue_position(job_id)

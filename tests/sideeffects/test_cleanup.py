@@ -173,6 +173,7 @@ def test_deleting_a_running_job_stops_it_then_removes_everything(
 ) -> None:
     job_id = submit(client, "--write new.txt=untracked-by-agent --sleep 60", "demo")
     wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "running")
+    wait_for((workspace(server, job_id) / "new.txt").exists)  # the agent has done its work
     assert client.delete(f"/jobs/{job_id}").status_code == 202
     wait_event(server.data_dir, "job.deleted", job_id=job_id)
     wait_event(server.data_dir, "cleanup.completed", path=f"runs/{job_id}")
