@@ -23,8 +23,8 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv
-	$(BIN)/pytest
+pytest: venv  # two workers: most tests wait on real processes, disks and sockets
+	$(BIN)/pytest -n 2
 
 test: lint typecheck pytest
 
