@@ -43,6 +43,7 @@ from eventlog.frame import (
     commit_frame,
     frame_parts,
 )
+from eventlog.latency import SYNC_BUCKETS, LatencyHistogram
 from eventlog.lock import DirLock
 from eventlog.segment import (
     SEGMENT_HEADER_SIZE,
@@ -121,6 +122,8 @@ class EventLog:
         self._kicks: set[asyncio.AbstractEventLoop] = set()
         self._closing = False
         self._failure: LogFailedError | None = None
+        self.sync_latency = LatencyHistogram(SYNC_BUCKETS)
+        """How long each batch's fdatasync took: the disk's side of every durable append."""
         self._fd = fd
         self._thread: threading.Thread | None = None
         if fd is not None:
@@ -404,7 +407,9 @@ class EventLog:
             size += nbytes
             last_seq = first + len(payloads) - 1
         written, crc = self._write_batch(parts, start, last_seq)
+        synced = time.perf_counter()
         self._fs.fdatasync(self._fd)
+        self.sync_latency.observe(time.perf_counter() - synced)
         self._segment_size = size + written
         self._checkpoint = Checkpoint(self._active_segment, size, last_seq, crc)
 

@@ -83,7 +83,7 @@ async def metrics(request: Request[Any, Any, Any]) -> str:
             {(): float(len(state.cleanup.pending))},
         ),
     }
-    return rt.engine.metrics.render(gauges)
+    return rt.engine.metrics.render(gauges, rt.engine.log.sync_latency)
 
 
 @get("/stats")

@@ -130,16 +130,18 @@ def test_metrics_are_prometheus_text(ops: Ops) -> None:
     assert jobs["type"] == "gauge"
     by_status = {labels["status"]: value for _, labels, value in jobs["samples"]}
     assert by_status == {status: float(n) for status, n in health["jobs"].items()}
-    commits = families["rewind_commit_seconds"]
-    assert commits["type"] == "histogram"
-    buckets = [(s[1]["le"], s[2]) for s in commits["samples"] if s[0].endswith("_bucket")]
-    bounds = [float(le) for le, _ in buckets]
-    counts = [count for _, count in buckets]
-    assert bounds == sorted(bounds) and math.isinf(bounds[-1])
-    assert counts == sorted(counts), "histogram buckets are cumulative"
-    (count,) = [v for n, _, v in commits["samples"] if n == "rewind_commit_seconds_count"]
-    (total,) = [v for n, _, v in commits["samples"] if n == "rewind_commit_seconds_sum"]
-    assert counts[-1] == count > 0 and total > 0
+    for name in ("rewind_commit_seconds", "rewind_fsync_seconds"):
+        histogram = families[name]
+        assert histogram["type"] == "histogram"
+        samples = histogram["samples"]
+        buckets = [(s[1]["le"], s[2]) for s in samples if s[0].endswith("_bucket")]
+        bounds = [float(le) for le, _ in buckets]
+        counts = [count for _, count in buckets]
+        assert bounds == sorted(bounds) and math.isinf(bounds[-1])
+        assert counts == sorted(counts), "histogram buckets are cumulative"
+        (count,) = [v for n, _, v in samples if n == f"{name}_count"]
+        (total,) = [v for n, _, v in samples if n == f"{name}_sum"]
+        assert counts[-1] == count > 0 and total > 0
     assert families["rewind_last_seq"]["samples"][0][2] >= health["log"]["lastSeq"]
     assert families["rewind_queue_depth"]["type"] == "gauge"
 
