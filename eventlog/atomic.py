@@ -25,11 +25,15 @@ _SEAL_MAGIC = b"RWCK"
 _SEAL_VERSION = 1
 
 
-def atomic_write(path: Path | str, data: bytes, fs: FileSystem = REAL) -> None:
-    """Replace `path` with `data` so that a crash at any instant leaves old or new, whole."""
+def atomic_write(
+    path: Path | str, data: bytes, fs: FileSystem = REAL, *, mode: int = 0o644
+) -> None:
+    """Replace `path` with `data` so that a crash at any instant leaves old or new, whole.
+
+    `mode` applies from the temp file's creation (secrets are never readable in between)."""
     path = Path(path)
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
-    fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         try:
             fsutil.write_all(fs, fd, data)
@@ -69,9 +73,11 @@ def unseal(blob: bytes, origin: Path) -> bytes:
     return data
 
 
-def write_checked(path: Path | str, data: bytes, fs: FileSystem = REAL) -> None:
+def write_checked(
+    path: Path | str, data: bytes, fs: FileSystem = REAL, *, mode: int = 0o644
+) -> None:
     """atomic_write of a sealed copy of `data`."""
-    atomic_write(path, seal(data), fs)
+    atomic_write(path, seal(data), fs, mode=mode)
 
 
 def read_checked(path: Path | str, fs: FileSystem = REAL) -> bytes:

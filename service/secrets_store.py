@@ -27,9 +27,7 @@ class SecretsStore:
         if not self.directory.is_dir():
             fsutil.make_dirs(self.directory)
             os.chmod(self.directory, 0o700)
-        path = self._path(callback_id)
-        write_checked(path, secret.encode())
-        os.chmod(path, 0o600)
+        write_checked(self._path(callback_id), secret.encode(), mode=0o600)
 
     def get(self, callback_id: str) -> str | None:
         try:

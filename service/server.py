@@ -209,8 +209,7 @@ async def _ensure_admin(rt: Runtime) -> None:
         )
     )
     path = rt.data_dir.admin_token
-    atomic_write(path, (token + "\n").encode())
-    os.chmod(path, 0o600)
+    atomic_write(path, (token + "\n").encode(), mode=0o600)
     print(f"rewind: admin token {token} (kept in {path})", flush=True)
 
 
