@@ -17,6 +17,7 @@ import msgspec
 
 from projections.errors import ProjectionError, UnknownEventError
 from projections.events import TAGS, Event
+from projections.plain import from_plain
 
 SCHEMA_VERSION = 2
 
@@ -94,8 +95,9 @@ def _decode_other_version(payload: bytes | memoryview) -> Envelope:
         raw["v"] = version
     _require_known_type(raw)
     try:
-        return msgspec.convert([raw[name] for name in ENVELOPE_FIELDS], Envelope)
-    except (msgspec.ValidationError, KeyError) as exc:
+        event = from_plain(raw["event"])
+        return Envelope(SCHEMA_VERSION, raw["ts"], raw["actor"], raw["request"], event)
+    except (msgspec.ValidationError, KeyError, TypeError) as exc:
         raise ProjectionError(f"upcast event {_event_type(raw)!r} is invalid: {exc}") from exc
 
 
@@ -110,9 +112,13 @@ def _decode_raw(payload: bytes | memoryview) -> RawEnvelope:
 
 
 def _event_type(raw: RawEnvelope) -> str:
+    """The tag of a raw event: a dict's ``type`` (old payloads, upcasters) or an array's
+    first element (this schema)."""
     event = raw.get("event")
     if isinstance(event, dict):
         return str(event.get("type", "?"))
+    if isinstance(event, list) and event:
+        return str(event[0])
     return "?"
 
 

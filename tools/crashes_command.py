@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 import typer
 
 from eventlog import EventLog
 from projections import decode
 from projections.events import RecoveryCompleted, ServerStarted, ServerStopping
+from projections.plain import as_plain
 from service.layout import resolve
 from tools.describe import describe
 from tools.output import console, emit_json
@@ -84,7 +84,7 @@ def find_crashes(log: EventLog) -> list[dict[str, Any]]:
         elif isinstance(event, ServerStopping):
             up = False
         elif isinstance(event, RecoveryCompleted) and waiting is not None:
-            waiting["recovery"] = msgspec.to_builtins(event.report)
+            waiting["recovery"] = as_plain(event.report)
             waiting = None
         recent.append((record.seq, record.payload))
     return found

@@ -13,7 +13,9 @@ from eventlog import CorruptLogError, EventLog, LogError
 from eventlog.lock import DirLock
 from eventlog.segment import segment_seq
 from projections import State, encode_state
+from projections.events import tag_of
 from projections.jobs import Job
+from projections.plain import as_plain, fields_of
 from service.layout import DataDir, resolve
 from service.state_store import (
     JobEvents,
@@ -23,7 +25,6 @@ from service.state_store import (
     seq_at_time,
     write_snapshot,
 )
-from tools.describe import as_dict
 from tools.exits import DAMAGE, DamageFoundError
 from tools.output import console, emit_json, note, utc, warn
 from tools.progress import RecordProgress, log_end
@@ -59,7 +60,7 @@ def state(
         note(f"seq {target} is past the log's end; showing the state at seq {current.last_seq}")
     one = _job(current, job) if job is not None else None
     if json:
-        body = as_dict(current if one is None else one)
+        body = as_plain(current if one is None else one)
         emit_json({"seq": current.last_seq, "load": msgspec.to_builtins(report), "state": body})
         return
     lines = summary(current) if job is None or one is None else job_lines(job, one)
@@ -164,8 +165,8 @@ def history_job(
 
 
 def _print_event(seq: int, ts: float, actor: str, event: Any, json: bool) -> None:
-    fields: dict[str, Any] = msgspec.to_builtins(event)
-    kind = fields.pop("type")
+    fields = fields_of(event)
+    kind = tag_of(type(event))
     if json:
         emit_json({"seq": seq, "ts": ts, "actor": actor, "type": kind, "event": fields})
     else:

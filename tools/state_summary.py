@@ -16,7 +16,7 @@ from projections import State
 from projections.events import BatchPhase
 from projections.jobs import Job
 from projections.lifecycle import JobStatus
-from tools.describe import as_dict
+from projections.plain import as_plain
 from tools.output import utc
 
 HEAD = 5
@@ -31,7 +31,7 @@ def summary(state: State) -> list[str]:
 def job_lines(job_id: str, job: Job) -> list[str]:
     """One job, one field per line; nested values as compact JSON."""
     lines = [f"job {job_id}"]
-    for name, value in as_dict(job).items():
+    for name, value in as_plain(job).items():
         if (name.endswith("_at") or name == "deadline") and isinstance(value, float):
             shown = utc(value)
         elif isinstance(value, str | int | float):

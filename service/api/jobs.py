@@ -16,8 +16,9 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream
 
 from projections import commands as c
 from projections.decide.jobs import callback_id, staging_path
-from projections.events import Idempotency, Sidecar
+from projections.events import Idempotency, Sidecar, tag_of
 from projections.lifecycle import JobStatus
+from projections.plain import fields_of
 from projections.users import User
 from service.agents.watch import read_output
 from service.api.deps import context
@@ -365,8 +366,8 @@ async def job_events(request: Request[Any, Any, Any], job_id: str) -> list[Event
     found = await anyio.to_thread.run_sync(rt.engine.history, list(job.seqs))
     out = []
     for seq, envelope in found:
-        fields: dict[str, Any] = msgspec.to_builtins(envelope.event)
-        kind = fields.pop("type")
+        kind = tag_of(type(envelope.event))
+        fields = fields_of(envelope.event)
         out.append(EventOut(seq=seq, ts=envelope.ts, actor=envelope.actor, type=kind, event=fields))
     return out
 

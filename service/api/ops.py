@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-import msgspec
 from litestar import Request, Response, get
 
 from projections.lifecycle import JobStatus
+from projections.plain import as_plain
 from service.api.deps import context, runtime_of
 from service.api.problems import ApiError
 from service.metrics import Gauges
@@ -113,9 +113,7 @@ async def recovery(request: Request[Any, Any, Any]) -> dict[str, Any]:
     rt, user = await context(request)
     if user.role != "admin":
         raise ApiError(403, "forbidden", "this needs an admin token")
-    reports = [
-        {"seq": seq, **msgspec.to_builtins(report)} for seq, report in rt.state.server.recoveries
-    ]
+    reports = [{"seq": seq, **as_plain(report)} for seq, report in rt.state.server.recoveries]
     return {
         "latest": reports[-1] if reports else None,
         "reports": reports,

@@ -18,9 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from projections import Envelope
+from projections.plain import as_plain
 
 Row = tuple[int, dict[str, Any]]
 """(seq, event as plain data with its `type`)."""
@@ -30,7 +29,7 @@ ENDINGS = frozenset({"job.completed", "job.failed", "job.timed-out", "job.cancel
 
 
 def rows(events: Iterable[tuple[int, Envelope]]) -> list[Row]:
-    return [(seq, msgspec.to_builtins(envelope.event)) for seq, envelope in events]
+    return [(seq, as_plain(envelope.event)) for seq, envelope in events]
 
 
 @dataclass

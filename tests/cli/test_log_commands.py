@@ -14,6 +14,7 @@ from eventlog import EventLog
 from projections import decode, encode
 from projections.envelope import make
 from projections.events import JobCompleted
+from projections.plain import as_plain
 from service.layout import DataDir
 from tests.cli.conftest import EVENTS
 from tests.service.helpers import (
@@ -206,7 +207,7 @@ def test_dump_range_text_and_json(simulated: DataDir, payloads: list[bytes]) -> 
     assert len(lines) == 41
     for seq, line in zip(range(100, 141), lines, strict=True):
         envelope = decode(payloads[seq - 1])
-        tag = msgspec.to_builtins(envelope.event)["type"]
+        tag = as_plain(envelope.event)["type"]
         parts = line.split()
         assert parts[0] == str(seq)
         assert parts[1] == f"{len(payloads[seq - 1])}B"
@@ -218,7 +219,7 @@ def test_dump_range_text_and_json(simulated: DataDir, payloads: list[bytes]) -> 
     assert [row["seq"] for row in rows] == list(range(1990, EVENTS + 1))
     for row in rows:
         envelope = decode(payloads[row["seq"] - 1])
-        event = msgspec.to_builtins(envelope.event)
+        event = as_plain(envelope.event)
         assert row["type"] == event.pop("type")
         assert row["event"] == event
         assert row["ts"] == envelope.ts and row["actor"] == envelope.actor

@@ -14,6 +14,7 @@ import pytest
 
 from eventlog import EventLog
 from projections import SCHEMA_VERSION, Envelope, decode, encode_state
+from projections.plain import as_plain
 from service.layout import DataDir
 from service.state_store import load_state
 from tests.cli.conftest import EVENTS, SEED
@@ -28,7 +29,6 @@ from tests.service.helpers import (
     run_rewind,
     tree_digest,
 )
-from tools.describe import as_dict
 from tools.state_summary import summary
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,7 +59,7 @@ def envelopes(payloads: list[bytes]) -> list[Envelope]:
 def test_state_at_the_end(simulated: DataDir, payloads: list[bytes]) -> None:
     body = state_json(simulated)
     assert body["seq"] == EVENTS
-    assert body["state"] == plain(as_dict(fold(payloads)))
+    assert body["state"] == plain(as_plain(fold(payloads)))
     assert body["load"]["events_replayed"] == EVENTS
     assert body["load"]["snapshot_seq"] is None
     assert body["load"]["tail_damage"] is None
@@ -75,7 +75,7 @@ def test_state_at_the_end(simulated: DataDir, payloads: list[bytes]) -> None:
 def test_state_at_seq(simulated: DataDir, payloads: list[bytes], at: int) -> None:
     body = state_json(simulated, "--at", at)
     assert body["seq"] == at
-    assert body["state"] == plain(as_dict(fold(payloads, at)))
+    assert body["state"] == plain(as_plain(fold(payloads, at)))
 
 
 def test_state_at_a_seq_past_the_end_says_so(simulated: DataDir, payloads: list[bytes]) -> None:
@@ -85,7 +85,7 @@ def test_state_at_a_seq_past_the_end_says_so(simulated: DataDir, payloads: list[
     )
     body = state_json(simulated, "--at", EVENTS + 500, stderr=note)
     assert body["seq"] == EVENTS
-    assert body["state"] == plain(as_dict(fold(payloads)))
+    assert body["state"] == plain(as_plain(fold(payloads)))
 
 
 def _iso(ts: float) -> str:
@@ -115,7 +115,7 @@ def test_state_at_iso_time(
         assert state_json(simulated, "--at", spelled)["seq"] == k, spelled
     k = _distinct_points(envelopes)[1]
     body = state_json(simulated, "--at", _iso(envelopes[k - 1].ts))
-    assert body["state"] == plain(as_dict(fold(payloads, k)))
+    assert body["state"] == plain(as_plain(fold(payloads, k)))
     before_all = _iso(envelopes[0].ts - 3600)
     assert state_json(simulated, "--at", before_all)["seq"] == 0
     assert state_json(simulated, "--at", "2100-01-01T00:00:00+00:00")["seq"] == EVENTS
@@ -139,7 +139,7 @@ def test_state_job(simulated: DataDir, payloads: list[bytes], envelopes: list[En
     job_id = next(iter(final.jobs.by_id))
     body = state_json(simulated, "--job", job_id)
     assert body["seq"] == EVENTS
-    assert body["state"] == plain(as_dict(final.jobs.by_id[job_id]))
+    assert body["state"] == plain(as_plain(final.jobs.by_id[job_id]))
     # The same job as it was right after it was created.
     created = next(
         seq
@@ -147,7 +147,7 @@ def test_state_job(simulated: DataDir, payloads: list[bytes], envelopes: list[En
         if getattr(env.event, "job_id", None) == job_id
     )
     early = state_json(simulated, "--at", created, "--job", job_id)
-    assert early["state"] == plain(as_dict(fold(payloads, created).jobs.by_id[job_id]))
+    assert early["state"] == plain(as_plain(fold(payloads, created).jobs.by_id[job_id]))
     # Before it existed: an error, one line.
     line = assert_one_error_line(
         run_rewind("state", simulated.root, "--at", created - 1, "--job", job_id)
@@ -199,7 +199,7 @@ def test_snapshot_of_an_empty_log_is_refused(tmp_path: Path) -> None:
 
 
 def _direct(envelope: Envelope, job_id: str) -> bool:
-    fields = msgspec.to_builtins(envelope.event)
+    fields = as_plain(envelope.event)
     return fields.get("job_id") == job_id or job_id in fields.get("job_ids", ())
 
 
@@ -208,7 +208,7 @@ def _busy_job(envelopes: list[Envelope]) -> str:
     callbacks: dict[str, str] = {}
     attempts: dict[str, int] = {}
     for env in envelopes:
-        fields = msgspec.to_builtins(env.event)
+        fields = as_plain(env.event)
         if fields["type"] == "callback.due":
             callbacks[fields["callback_id"]] = fields["job_id"]
         elif fields["type"].startswith("callback.attempt") and fields["callback_id"] in callbacks:
@@ -229,7 +229,7 @@ def test_history_job(simulated: DataDir, envelopes: list[Envelope]) -> None:
     assert set(expected) <= set(seqs)  # plus what the job owns: see the next test
     for row in rows:
         envelope = envelopes[row["seq"] - 1]
-        event = msgspec.to_builtins(envelope.event)
+        event = as_plain(envelope.event)
         assert row["type"] == event.pop("type")
         assert row["event"] == event
         assert (row["ts"], row["actor"]) == (envelope.ts, envelope.actor)
@@ -285,7 +285,7 @@ def _owned_by(job_id: str, envelopes: list[Envelope]) -> list[int]:
     owned: set[tuple[str, str]] = set()
     found = []
     for seq, env in enumerate(envelopes, start=1):
-        fields = msgspec.to_builtins(env.event)
+        fields = as_plain(env.event)
         names = {(kind, fields[key]) for key, kind in OWNED_KINDS.items() if key in fields}
         if _direct(env, job_id):
             owned |= names
@@ -300,7 +300,7 @@ def _job_with_a_failed_removal(envelopes: list[Envelope]) -> str:
     only `resource_id`)."""
     creators: dict[str, str] = {}
     for env in envelopes:
-        fields = msgspec.to_builtins(env.event)
+        fields = as_plain(env.event)
         if fields["type"] in ("container.created", "network.created"):
             creators[fields.get("container_id") or fields["network_id"]] = fields["job_id"]
         elif fields["type"] == "resource.removal-failed":
@@ -438,7 +438,7 @@ def test_damage_in_the_newest_segment(
     good = run_rewind("state", sim.root, "--at", intact, "--json")
     assert good.returncode == 0, good.stderr
     body = msgspec.json.decode(good.stdout)
-    assert body["seq"] == intact and body["state"] == plain(as_dict(fold(payloads, intact)))
+    assert body["seq"] == intact and body["state"] == plain(as_plain(fold(payloads, intact)))
     assert all(part in body["load"]["tail_damage"] for part in where)
     [warning] = good.stderr.splitlines()
     assert warning.startswith("rewind: warning: corrupt log: ")

@@ -10,11 +10,11 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections import Envelope, State, decode, evolve
+from projections.plain import as_plain
 from service.layout import DataDir
 from tests.service.helpers import assert_one_error_line, fold, history, run_rewind
 from tools.state_summary import HEAD, job_lines, summary
@@ -27,7 +27,7 @@ def _events(n: int, seed: int) -> list[Envelope]:
 
 
 def _types(envelopes: list[Envelope]) -> list[str]:
-    return [msgspec.to_builtins(envelope.event)["type"] for envelope in envelopes]
+    return [as_plain(envelope.event)["type"] for envelope in envelopes]
 
 
 @settings(max_examples=25, deadline=None)

@@ -71,10 +71,10 @@ def test_decode_accepts_memoryview() -> None:
     assert decode(memoryview(encode(envelope))) == envelope
 
 
-def test_tags_are_written_as_the_type_field() -> None:
+def test_events_are_written_as_tag_then_fields() -> None:
     raw = msgspec.msgpack.decode(encode(env(JobEnqueued(job_id="j1", at=5.0))))
     assert raw[0] == SCHEMA_VERSION
-    assert raw[4] == {"type": "job.enqueued", "job_id": "j1", "at": 5.0}
+    assert raw[4] == ["job.enqueued", "j1", 5.0], "an array: the tag, then the fields in order"
 
 
 def _payload(version: int, event: dict[str, Any]) -> bytes:

@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 from eventlog import EventLog
 from eventlog.segment import list_segments
 from projections import encode_state
+from projections.plain import as_plain
 from service.layout import DataDir
 from service.state_store import load_state
 from tests.service.helpers import ROOT, fold, full_replay, history, make_with_snapshots
 from tools.cli import app
-from tools.describe import as_dict
 
 PROPERTY = settings(
     max_examples=80,
@@ -113,7 +113,7 @@ def test_state_at_equals_replay_of_first_events(n: int, k: int, seed: int, at: i
         body = _cli_state(data_dir, "--at", str(at))
     expected = fold(payloads, at)
     assert body["seq"] == min(at, n) == expected.last_seq
-    assert body["state"] == msgspec.json.decode(msgspec.json.encode(as_dict(expected)))
+    assert body["state"] == msgspec.json.decode(msgspec.json.encode(as_plain(expected)))
     load = body["load"]
     assert isinstance(load, dict)
     assert load["events_replayed"] == min(at, n) - (k if k and k <= at else 0)
@@ -170,7 +170,7 @@ def test_cli_state_json_is_identical_across_hash_seeds(tmp_path: Path) -> None:
         assert child.returncode == 0, child.stderr
         body = msgspec.json.decode(child.stdout)
         assert body["seq"] == 1500
-        assert body["state"] == msgspec.json.decode(msgspec.json.encode(as_dict(fold(payloads))))
+        assert body["state"] == msgspec.json.decode(msgspec.json.encode(as_plain(fold(payloads))))
         body["load"].pop("seconds")
         outputs.add(msgspec.json.encode(body))
     assert len(outputs) == 1
