@@ -96,6 +96,8 @@ class AgentSpec(_Value, frozen=True):
     command: list[str]
     env: dict[str, str] = {}
     resume_command: list[str] = []
+    network: bool = True
+    """Whether the agent's sandbox has a network (its model's API); False: loopback only."""
 
 
 class ServerSettings(_Value, frozen=True):

@@ -26,6 +26,8 @@ import msgspec
 
 from eventlog import atomic_write, fsutil
 from service.git import is_repository, run_git
+from service.run_command import CommandResult
+from service.sandbox.spec import SandboxSpec
 from service.trees import is_atomic_write_temp
 
 PATCH = "changes.patch"
@@ -56,8 +58,14 @@ class ArchiveManifest(msgspec.Struct, frozen=True):
     files: dict[str, ArchivedFile]
 
 
-async def archive_changes(workspace: Path, archive_dir: Path) -> bool:
+async def archive_changes(
+    workspace: Path, archive_dir: Path, sandbox: SandboxSpec | None = None
+) -> bool:
     """Archive the workspace's uncommitted (and unpushed) work; return whether there was any.
+
+    git reads the workspace inside `sandbox` when given (see `run_git`): the agent wrote its
+    repository. The untracked files are read here, without following links, once the agent
+    and everything it started are gone.
 
     Returns False, writing nothing, when the workspace is not a git repository or has nothing
     to keep. A git error (a workspace whose repository the agent damaged) propagates, so the
@@ -65,46 +73,56 @@ async def archive_changes(workspace: Path, archive_dir: Path) -> bool:
     """
     if (archive_dir / MANIFEST).is_file():
         return True
-    if not workspace.is_dir() or not await is_repository(workspace):
+    if not workspace.is_dir() or not await is_repository(workspace, sandbox):
         return False
-    head = await _head_or_none(workspace)
+    git = _Git(workspace, sandbox)
+    head = await _head_or_none(git)
     contents: dict[str, bytes] = {}
-    base = head if head is not None else await _empty_tree(workspace)
-    patch = (await run_git([*_DIFF, base, "--"], target=workspace)).stdout
+    base = head if head is not None else await _empty_tree(git)
+    patch = (await git([*_DIFF, base, "--"])).stdout
     if patch:
         contents[PATCH] = patch
-    untracked = await _untracked(workspace)
+    untracked = await _untracked(git)
     if untracked:
         contents[UNTRACKED] = await anyio.to_thread.run_sync(_tar, workspace, untracked)
-    if head is not None and await _has_unpushed_commits(workspace):
+    if head is not None and await _has_unpushed_commits(git):
         bundle = ["bundle", "create", "--quiet", "-", *_UNPUSHED]
-        contents[COMMITS] = (await run_git(bundle, target=workspace)).stdout
+        contents[COMMITS] = (await git(bundle)).stdout
     if not contents:
         return False
     await anyio.to_thread.run_sync(_write, archive_dir, head, contents)
     return True
 
 
-async def _head_or_none(workspace: Path) -> str | None:
-    result = await run_git(
-        ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], target=workspace, ok_codes=(0, 1)
-    )
+class _Git:
+    """git on one workspace, in its sandbox if it has one."""
+
+    def __init__(self, workspace: Path, sandbox: SandboxSpec | None) -> None:
+        self.workspace = workspace
+        self.sandbox = sandbox
+
+    async def __call__(self, args: list[str], ok_codes: tuple[int, ...] = (0,)) -> CommandResult:
+        return await run_git(args, target=self.workspace, ok_codes=ok_codes, sandbox=self.sandbox)
+
+
+async def _head_or_none(git: _Git) -> str | None:
+    result = await git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], ok_codes=(0, 1))
     return result.stdout.decode().strip() if result.returncode == 0 else None
 
 
-async def _empty_tree(workspace: Path) -> str:
+async def _empty_tree(git: _Git) -> str:
     """The empty tree's id in this repository's hash (SHA-1 or SHA-256)."""
-    result = await run_git(["hash-object", "-t", "tree", "--stdin"], target=workspace)
+    result = await git(["hash-object", "-t", "tree", "--stdin"])
     return result.stdout.decode().strip()
 
 
-async def _untracked(workspace: Path) -> list[str]:
-    listing = await run_git(["ls-files", "--others", "--exclude-standard", "-z"], target=workspace)
+async def _untracked(git: _Git) -> list[str]:
+    listing = await git(["ls-files", "--others", "--exclude-standard", "-z"])
     return sorted(os.fsdecode(name) for name in listing.stdout.split(b"\0") if name)
 
 
-async def _has_unpushed_commits(workspace: Path) -> bool:
-    count = await run_git(["rev-list", "--count", *_UNPUSHED], target=workspace)
+async def _has_unpushed_commits(git: _Git) -> bool:
+    count = await git(["rev-list", "--count", *_UNPUSHED])
     return int(count.stdout) > 0
 
 

@@ -14,6 +14,9 @@ Example (every key optional)::
     workspace_root = "workspaces"          # relative to the data directory, or absolute
     snapshot_every = 10000
     callback_forbid_private = true         # production: no webhooks to private addresses
+    sandbox = "bubblewrap"                 # or "none": agents unconfined, admins' jobs only
+    agent_user = "rewind-agent"            # agents' account when the server runs as root
+    agent_network_allow = ["192.0.2.10:8080"]  # reachable by agents despite the rules
 
     [agents.my-agent]
     command = ["my-agent", "--model", "{model}", "--", "{prompt}"]
@@ -25,12 +28,14 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from projections.events import AgentSpec, ServerSettings
 from service.agents.templates import TemplateError, parse_agents
+from service.sandbox.host import DEFAULT_AGENT_USER
+from service.sandbox.network import Allowed
 
 
 class ConfigError(ValueError):
@@ -58,6 +63,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     kill_grace_seconds: float = 10.0
     reconcile_interval: float = 1.0
     """Longest pause of a reconciler between looks at the state (they also wake on change)."""
+    sandbox: Literal["bubblewrap", "none"] = "bubblewrap"
+    agent_user: str = DEFAULT_AGENT_USER
+    """The account agents run as when the server runs as root (created when missing)."""
+    agent_network_allow: list[str] = msgspec.field(default_factory=list)
+    """Destinations agents may reach despite the sandbox's network rules: `ADDRESS`,
+    `ADDRESS/PREFIX` or `ADDRESS:PORT` (e.g. a model gateway on a host port)."""
     agents: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
     def settings(self) -> ServerSettings:
@@ -74,7 +85,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
             workspace_root=self.workspace_root,
             retention_seconds=self.retention_seconds,
             agents={
-                name: AgentSpec(command=t.command, env=t.env, resume_command=t.resume_command or [])
+                name: AgentSpec(
+                    command=t.command,
+                    env=t.env,
+                    resume_command=t.resume_command or [],
+                    network=t.network,
+                )
                 for name, t in sorted(templates.items())
             },
         )
@@ -102,6 +118,11 @@ def load_config(path: Path | None, **overrides: Any) -> Config:
         raise ConfigError(f"{where}: {err}") from None
     if config.max_concurrent < 1 or config.snapshot_every < 1:
         raise ConfigError(f"{where}: max_concurrent and snapshot_every must be at least 1")
+    try:
+        for entry in config.agent_network_allow:
+            Allowed(entry)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
     if not 0 < config.default_timeout_seconds <= config.max_timeout_seconds:
         raise ConfigError(f"{where}: need 0 < default_timeout_seconds <= max_timeout_seconds")
     return config

@@ -16,8 +16,10 @@ later git command fail with "index.lock: File exists".
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from service.run_command import (
     run_command,
     tagged_env,
 )
+from service.sandbox import bwrap
+from service.sandbox.spec import SandboxSpec
 from service.trees import CLONING, discard_build, sync_filesystem, temp_sibling
 
 CLONE_TIMEOUT_S = 900.0
@@ -89,17 +93,32 @@ async def run_git(
     timeout: float = LOCAL_TIMEOUT_S,
     cwd: Path | None = None,
     ok_codes: tuple[int, ...] = (0,),
+    sandbox: SandboxSpec | None = None,
 ) -> CommandResult:
-    """Run `git ARGS` on `target` (also the working directory unless `cwd` is given)."""
+    """Run `git ARGS` on `target` (also the working directory unless `cwd` is given).
+
+    With `sandbox`, git runs inside it, as the agent: the way to read a workspace, whose
+    `.git/config` and `.gitattributes` the agent wrote (a filter driver there runs a command of
+    its choosing), and which belongs to the agent's uid."""
     command = redact(" ".join(["git", *args]))
     target = target.absolute()
+    argv = ["git", *_SAFETY, *args]
+    env = git_env(target)
     try:
-        result = await run_command(
-            ["git", *_SAFETY, *args],
-            env=git_env(target),
-            timeout=timeout,
-            cwd=cwd if cwd is not None else target,
-        )
+        if sandbox is None:
+            result = await run_command(
+                argv, env=env, timeout=timeout, cwd=cwd if cwd is not None else target
+            )
+        else:
+            done = await anyio.to_thread.run_sync(
+                functools.partial(bwrap.run, sandbox, argv, env, timeout=timeout)
+            )
+            result = CommandResult(tuple(argv), done.returncode, done.stdout, done.stderr)
+    except subprocess.TimeoutExpired as timed_out:
+        detail = f"timed out after {timeout:g}s; {_trim(timed_out.stderr or b'')}"
+        raise GitError(command, detail) from None
+    except bwrap.SandboxStartError as failed:
+        raise GitError(command, f"cannot start in the sandbox: {failed}") from None
     except CommandTimeoutError as timed_out:
         detail = f"timed out after {timeout:g}s; {_trim(timed_out.stderr)}"
         raise GitError(command, detail) from None
@@ -217,12 +236,12 @@ async def current_branch(repo_dir: Path) -> str | None:
     return result.stdout.decode().strip() if result.returncode == 0 else None
 
 
-async def is_repository(path: Path) -> bool:
+async def is_repository(path: Path, sandbox: SandboxSpec | None = None) -> bool:
     """Whether `path` is itself the top of a git working tree (never a directory inside one)."""
     if not (path / ".git").exists():
         return False
     try:
-        result = await run_git(["rev-parse", "--show-toplevel"], target=path)
+        result = await run_git(["rev-parse", "--show-toplevel"], target=path, sandbox=sandbox)
     except GitError:
         return False
     return Path(result.stdout.decode().strip()) == path.resolve()

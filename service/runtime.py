@@ -12,6 +12,7 @@ from service.config import Config
 from service.containers import DockerGateway
 from service.engine import Engine
 from service.layout import DataDir
+from service.sandbox.host import SandboxHost
 from service.secrets_store import SecretsStore
 from service.tasks import Tasks
 
@@ -28,6 +29,8 @@ class Runtime:
     """This server process's boot (a fresh id per start), recorded in ``server.started``."""
     base_url: str
     """Where clients reach the API; webhook bodies link to the job there."""
+    sandbox: SandboxHost
+    """How agents are confined (`service.sandbox`), checked at startup."""
     docker: DockerGateway | None = None
     """None when no Docker API answered at startup: jobs with sidecars are refused."""
     docker_error: str | None = None
@@ -43,6 +46,11 @@ class Runtime:
         server_id = self.state.server.server_id
         assert server_id is not None, "the server is initialized before anything runs"
         return server_id
+
+    def hidden_from_agents(self, workspace: Path) -> list[str]:
+        """What a sandbox around `workspace` hides: the data directory, and the other
+        workspaces (the workspace root may lie outside the data directory)."""
+        return sorted({str(self.data_dir.root), str(workspace.parent)})
 
     def path(self, recorded: str) -> Path:
         return self.data_dir.path(recorded)

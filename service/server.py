@@ -59,6 +59,8 @@ from service.reconcile import (
 from service.reconcile.loop import run_forever
 from service.recovery import recover
 from service.runtime import Runtime
+from service.sandbox.host import SandboxHost, SandboxUnavailableError
+from service.sandbox.host import prepare as prepare_sandbox
 from service.secrets_store import SecretsStore
 from service.snapshotter import Snapshotter
 from service.state_store import LoadReport, load_state, snapshot_store
@@ -107,7 +109,11 @@ def open_data_dir(data_dir: DataDir) -> Opened:
 
 
 def build_app(
-    opened: Opened, config: Config, base_url: str, stop: Callable[[str], None]
+    opened: Opened,
+    config: Config,
+    sandbox: SandboxHost,
+    base_url: str,
+    stop: Callable[[str], None],
 ) -> Litestar:
     """The app; ``stop(reason)`` is called when the server's background work dies."""
 
@@ -119,7 +125,7 @@ def build_app(
             ) as http,
             anyio.create_task_group() as group,
         ):
-            rt = await _runtime(opened, config, base_url, http, Tasks(group))
+            rt = await _runtime(opened, config, base_url, http, Tasks(group), sandbox=sandbox)
             app.state.runtime = rt
             group.start_soon(_run_or_stop, rt, opened, stop)
             try:
@@ -152,7 +158,13 @@ def build_app(
 
 
 async def _runtime(
-    opened: Opened, config: Config, base_url: str, http: httpx.AsyncClient, tasks: Tasks
+    opened: Opened,
+    config: Config,
+    base_url: str,
+    http: httpx.AsyncClient,
+    tasks: Tasks,
+    *,
+    sandbox: SandboxHost,
 ) -> Runtime:
     engine = Engine(opened.log, opened.state)
     docker: DockerGateway | None = None
@@ -170,6 +182,7 @@ async def _runtime(
         http=http,
         boot_id=str(uuid.uuid4()),
         base_url=base_url,
+        sandbox=sandbox,
         docker=docker,
         docker_error=docker_error,
     )
@@ -283,6 +296,12 @@ def serve(data_dir: Path, host: str, port: int, config: Config) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per webhook is noise
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    os.umask(0o077)  # nothing of the data directory is readable by other users
+    try:
+        sandbox = prepare_sandbox(config.sandbox, config.agent_user, config.agent_network_allow)
+    except SandboxUnavailableError as err:
+        print(f"rewind: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
     opened = open_data_dir(DataDir.at(data_dir.absolute()))
     base_url = f"http://{host}:{port}"
     fatal: list[str] = []
@@ -291,8 +310,12 @@ def serve(data_dir: Path, host: str, port: int, config: Config) -> None:
         fatal.append(reason)
         server.should_exit = True
 
-    app = build_app(opened, config, base_url, stop)
+    app = build_app(opened, config, sandbox, base_url, stop)
     print(f"rewind: serving {data_dir} on {base_url} (API schema at {base_url}/schema)", flush=True)
+    if sandbox.mode == "none":
+        print(f"rewind: WARNING: no agent sandbox: {sandbox.describe()}", flush=True)
+    else:
+        print(f"rewind: agent sandbox: {sandbox.describe()}", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=host, port=port, lifespan="on", log_level="warning", access_log=False

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import msgspec
+
 from eventlog import fsutil
 from service.agents.identity import ProcessIdentity, RunDir, read_identity
 from service.agents.watch import kill_group_now
-from service.agents.wrapper import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LEFTOVER_GRACE
+from service.agents.wrapper import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_LEFTOVER_GRACE,
+    LaunchRequest,
+)
+from service.sandbox.spec import SandboxSpec
 
 DEFAULT_STARTUP_TIMEOUT = 10.0
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class LaunchError(Exception):
@@ -29,14 +38,17 @@ def launch(
     leftover_grace: float = DEFAULT_LEFTOVER_GRACE,
     max_output_bytes: int | None = None,
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    sandbox: SandboxSpec | None = None,
 ) -> ProcessIdentity:
     """Start `argv` detached under a wrapper; return the wrapper's identity once it is on disk.
 
     `argv` runs exactly as given (no shell), in `cwd`, with exactly `env` as its environment,
-    stdin /dev/null, stdout+stderr appended to RUN_DIR/output. `run_dir` is created if needed
-    and must not have been used by an earlier launch: one run directory, one agent. If the
-    server crashes after this returns but before it recorded the identity, `read_identity`
-    finds it again there.
+    stdin /dev/null, stdout+stderr appended to RUN_DIR/output; inside `sandbox` when given
+    (`service.sandbox`). `env` reaches the agent alone: the wrapper gets it on its stdin and runs
+    with a fixed environment of its own, so no variable of a job can change how it starts.
+    `run_dir` is created if needed and must not have been used by an earlier launch: one run
+    directory, one agent. If the server crashes after this returns but before it recorded the
+    identity, `read_identity` finds it again there.
 
     An agent that cannot be executed (missing binary) is not a launch error: the wrapper is up,
     and records exit code 127 (126 if not executable) with the reason. LaunchError means no
@@ -76,15 +88,16 @@ def launch(
         wrapper = subprocess.Popen(
             command,
             cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
+            env=_wrapper_env(),
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
     except OSError as exc:
         raise LaunchError(f"cannot start the agent wrapper in {cwd}: {exc}") from exc
+    request = msgspec.json.encode(LaunchRequest(env=dict(env), sandbox=sandbox))
     try:
-        _, stderr = wrapper.communicate(timeout=startup_timeout)
+        _, stderr = wrapper.communicate(request, timeout=startup_timeout)
     except subprocess.TimeoutExpired:
         wrapper.kill()
         wrapper.communicate()
@@ -101,3 +114,9 @@ def launch(
     if identity is None:
         raise LaunchError(f"the agent wrapper reported success but left no identity in {run.path}")
     return identity
+
+
+def _wrapper_env() -> dict[str, str]:
+    """The wrapper's own environment: the server's PATH (to find bwrap and friends), whatever
+    the agent's environment is."""
+    return {"PATH": os.environ.get("PATH", _DEFAULT_PATH), "LC_ALL": "C.UTF-8"}

@@ -98,6 +98,8 @@ class AgentTemplate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Added to the job's environment; literal values."""
     resume_command: list[str] | None = None
     """How to continue an earlier session of this agent in the same workspace, if it can."""
+    network: bool = True
+    """Whether the agent's sandbox reaches the network (its model's API); False: none at all."""
 
     def __post_init__(self) -> None:
         _check_command(self.command, "command")

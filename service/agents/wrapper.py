@@ -1,7 +1,12 @@
 """The supervisor that makes an agent outlive the server: `python -m service.agents.wrapper`.
 
     python -I -m service.agents.wrapper [--heartbeat-interval S] [--leftover-grace S]
-        [--max-output BYTES] RUN_DIR -- ARGV...
+        [--max-output BYTES] RUN_DIR -- ARGV... < LAUNCH_REQUEST
+
+Its standard input is a `LaunchRequest` (JSON): the agent's environment, which may hold
+credentials and so never appears in a command line or in the wrapper's own environment (the
+wrapper runs as the server's user, outside any sandbox: nothing a job sets may change how it
+starts), and the sandbox to run the agent in, if any (`service.sandbox`).
 
 The server starts this (through `launcher.launch`) as process A. A forks B and waits on a pipe
 for B's report; B is the supervisor proper:
@@ -15,13 +20,16 @@ for B's report; B is the supervisor proper:
    RUN_DIR/heartbeat, then tells A "ok". Only then does it start the agent: whoever finds the
    agent running can also find its identity. If A is gone by then (the launcher gave up), B
    starts nothing and records that in the exit file: an agent no one tracks must not exist.
-4. Starts ARGV (cwd and environment inherited from the launcher) with stdin /dev/null and
-   stdout+stderr appended straight to RUN_DIR/output (no pipe, no buffering in between: output
-   survives the wrapper). The agent stays in B's process group, so one killpg reaches the
+4. Starts ARGV (cwd inherited from the launcher, the environment from the request; inside its
+   sandbox when the request has one) with stdin /dev/null and stdout+stderr appended straight
+   to RUN_DIR/output (no pipe, no buffering in between: output survives the wrapper). The
+   agent stays in B's process group, so one killpg reaches the
    wrapper, the agent and every grandchild that does not leave the group on purpose.
 5. Touches the heartbeat every interval while waiting for the agent (a pidfd, no polling).
 6. When the agent has exited: any process left in the group (a background grandchild) gets
-   SIGTERM, then SIGKILL after the leftover grace. Then RUN_DIR/exit is written. So an exit
+   SIGTERM, then SIGKILL after the leftover grace. (In a sandbox nothing is left: when the
+   agent's first process exits, the kernel kills the rest of its PID namespace.) Then
+   RUN_DIR/exit is written. So an exit
    file means nothing of the job runs any more: its workspace may be removed.
 
 Signals. SIGTERM, SIGINT and SIGHUP are caught and otherwise ignored: they come from a killpg
@@ -50,6 +58,8 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+import msgspec
+
 from eventlog import fsutil
 from service.agents import procfs
 from service.agents.identity import (
@@ -59,12 +69,21 @@ from service.agents.identity import (
     write_exit,
     write_identity,
 )
+from service.sandbox import bwrap
+from service.sandbox.spec import SandboxSpec
 
 DEFAULT_HEARTBEAT_INTERVAL = 2.0
 DEFAULT_LEFTOVER_GRACE = 5.0
 _SWEEP_POLL = 0.02
 _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class LaunchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the launcher sends on the wrapper's stdin."""
+
+    env: dict[str, str]
+    sandbox: SandboxSpec | None = None
 
 
 class Options(argparse.Namespace):
@@ -104,12 +123,17 @@ def parse_args(argv: Sequence[str]) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        request = msgspec.json.decode(sys.stdin.buffer.read(), type=LaunchRequest)
+    except (OSError, msgspec.DecodeError) as exc:
+        sys.stderr.write(f"rewind-wrapper: unreadable launch request on stdin: {exc}\n")
+        return 2
     report_r, report_w = os.pipe()
     if os.fork() != 0:
         os.close(report_w)
         return _await_report(report_r)
     os.close(report_r)
-    os._exit(_supervise(options, report_w))
+    os._exit(_supervise(options, request, report_w))
 
 
 def _await_report(report_r: int) -> int:
@@ -124,7 +148,7 @@ def _await_report(report_r: int) -> int:
     return 1
 
 
-def _supervise(options: Options, report_w: int) -> int:
+def _supervise(options: Options, request: LaunchRequest, report_w: int) -> int:
     """Process B, from setsid to exit file. Returns the wrapper's own exit code."""
     run = RunDir.at(options.run_dir)
     try:
@@ -140,7 +164,7 @@ def _supervise(options: Options, report_w: int) -> int:
         _log("the launcher gave up waiting; not starting the agent")
         _record_exit(run, ExitStatus(code=None, signal=None, error="launch abandoned: not started"))
         return 1
-    supervisor = _Supervisor(run, options, stop)
+    supervisor = _Supervisor(run, options, request, stop)
     try:
         status = supervisor.run()
     except Exception as exc:  # record what we can rather than leave no exit file at all
@@ -162,7 +186,7 @@ def _report(report_w: int, message: str) -> bool:
 
 def _detach_stdio(run: RunDir) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
-    log = os.open(run.wrapper_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    log = os.open(run.wrapper_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -184,7 +208,7 @@ def _touch(run: RunDir, *, create: bool = False) -> None:
         except FileNotFoundError:
             _log("heartbeat file vanished; recreating it")
             fsutil.make_dirs(run.path)
-    os.close(os.open(run.heartbeat, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    os.close(os.open(run.heartbeat, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     os.utime(run.heartbeat)
 
 
@@ -225,9 +249,12 @@ def _die_with_parent_hook() -> Callable[[], None]:
 
 
 class _Supervisor:
-    def __init__(self, run: RunDir, options: Options, stop: _StopRequests) -> None:
+    def __init__(
+        self, run: RunDir, options: Options, request: LaunchRequest, stop: _StopRequests
+    ) -> None:
         self.run_dir = run
         self.options = options
+        self.request = request
         self.stop = stop
         self.pgid = os.getpgrp()
         self.error: str | None = None
@@ -240,29 +267,47 @@ class _Supervisor:
                 code=None, signal=self.stop.received, error="stopped before the agent started"
             )
         output = os.open(
-            self.run_dir.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            self.run_dir.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
         try:
-            agent = subprocess.Popen(
-                self.options.command,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                preexec_fn=_die_with_parent_hook(),  # noqa: PLW1509 (B is single-threaded)
-            )
-        except OSError as exc:
-            message = f"cannot execute {self.options.command[0]!r}: {exc.strerror or exc}"
+            agent, sandbox = self._start(output)
+        except (OSError, bwrap.SandboxStartError) as exc:
+            if isinstance(exc, bwrap.SandboxStartError):
+                message = f"the sandbox could not be built: {exc}"
+                code = 126
+            else:
+                message = f"cannot execute {self.options.command[0]!r}: {exc.strerror or exc}"
+                code = 127 if isinstance(exc, FileNotFoundError) else 126
             os.write(output, f"rewind-wrapper: {message}\n".encode())
-            code = 127 if isinstance(exc, FileNotFoundError) else 126
             return ExitStatus(code=code, signal=None, error=message)
         finally:
             os.close(output)
-        _log(f"agent started: pid {agent.pid}")
-        returncode = self._wait(agent)
+        _log(f"agent started: pid {agent.pid}{' in its sandbox' if sandbox else ''}")
+        try:
+            returncode = self._wait(agent)
+        finally:
+            if sandbox is not None:
+                sandbox.close()
         self.sweep()
         if returncode < 0:
             return ExitStatus(code=None, signal=-returncode, error=self.error)
         return ExitStatus(code=returncode, signal=None, error=self.error)
+
+    def _start(self, output: int) -> tuple[subprocess.Popen[bytes], bwrap.Sandboxed | None]:
+        """The agent's process: bwrap (the sandbox's outside) when sandboxed, else the agent."""
+        spec = self.request.sandbox
+        if spec is not None:
+            sandbox = bwrap.start(spec, self.options.command, self.request.env, output=output)
+            return sandbox.process, sandbox
+        agent = subprocess.Popen(
+            self.options.command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            env=self.request.env,
+            preexec_fn=_die_with_parent_hook(),  # noqa: PLW1509 (B is single-threaded)
+        )
+        return agent, None
 
     def _wait(self, agent: subprocess.Popen[bytes]) -> int:
         """Heartbeat until the agent exits; its pidfd turns readable at that moment."""

@@ -33,7 +33,8 @@ async def clean(rt: Runtime, path: str) -> None:
     try:
         if _is_workspace(rt, cleanup) and cleanup.archive is None:
             job_id = cleanup.spec.job_id or ""
-            if await archive_changes(target, rt.data_dir.archive / job_id):
+            sandbox = rt.sandbox.reader(target, rt.hidden_from_agents(target))
+            if await archive_changes(target, rt.data_dir.archive / job_id, sandbox):
                 await record(rt, RecordArchived(path=path, archive=f"archive/{job_id}"))
             await pause_point("cleanup.archived", root)
         await anyio.to_thread.run_sync(remove_tree, target)

@@ -33,6 +33,8 @@ from service.agents.watch import kill_group_now
 from service.containers import ContainerStartError, DockerError, labels
 from service.reconcile.loop import record
 from service.runtime import Runtime
+from service.sandbox.bwrap import owned_by
+from service.sandbox.spec import AGENT_HOME, SandboxSpec
 from service.staging_files import consume
 from service.workspaces import create_workspace, render_prompt
 
@@ -63,6 +65,7 @@ async def prepare_and_launch(rt: Runtime, job_id: str) -> None:
     if staged is not None:
         await anyio.to_thread.run_sync(consume, rt.path(staged), workspace / "files")
         await record(rt, RemoveStaging(path=staged, reason="consumed"))
+    await anyio.to_thread.run_sync(owned_by, workspace, rt.sandbox.uid, rt.sandbox.gid)
     if (
         job.workspace is None
         and await record(rt, RecordWorkspace(job_id=job_id, path=recorded)) is None
@@ -88,14 +91,16 @@ async def spawn(rt: Runtime, job_id: str) -> None:
         return
     try:
         argv, env = command_line(rt, job)
+        run_dir = rt.path(job.run_dir)
         identity = await anyio.to_thread.run_sync(
             functools.partial(
                 launch,
                 argv,
                 cwd=workspace_of(rt, job),
                 env=env,
-                run_dir=rt.path(job.run_dir),
+                run_dir=run_dir,
                 heartbeat_interval=rt.config.heartbeat_interval,
+                sandbox=await anyio.to_thread.run_sync(sandbox_of, rt, job, run_dir),
             )
         )
     except (LaunchError, TemplateError, OSError) as err:
@@ -115,6 +120,19 @@ async def spawn(rt: Runtime, job_id: str) -> None:
         kill_group_now(identity)
 
 
+def sandbox_of(rt: Runtime, job: Job, run_dir: Path) -> SandboxSpec | None:
+    """The job's sandbox: its workspace, a home and /tmp of its own, and nothing of the data
+    directory or of other jobs' workspaces (hidden even where the workspace root lies
+    elsewhere). None when the server runs without a sandbox. Blocking: makes directories."""
+    if rt.sandbox.mode == "none":
+        return None
+    home, tmp = rt.sandbox.job_dirs(run_dir)
+    workspace = workspace_of(rt, job)
+    network = rt.state.server.settings.agents[job.spec.agent].network
+    hide = rt.hidden_from_agents(workspace)
+    return rt.sandbox.spec(workspace=workspace, home=home, tmp=tmp, hide=hide, network=network)
+
+
 def command_line(rt: Runtime, job: Job) -> tuple[list[str], dict[str, str]]:
     """The agent's argv (from its template, never through a shell) and exact environment."""
     spec = rt.state.server.settings.agents[job.spec.agent]
@@ -131,6 +149,10 @@ def command_line(rt: Runtime, job: Job) -> tuple[list[str], dict[str, str]]:
         session=str(uuid.uuid5(_SESSIONS, job.job_id)),
     )
     env = {name: os.environ[name] for name in _BASE_ENV if name in os.environ}
+    if rt.sandbox.mode != "none":
+        env.update(HOME=AGENT_HOME, TMPDIR="/tmp")
+        if rt.sandbox.user is not None:
+            env.update(USER=rt.sandbox.user, LOGNAME=rt.sandbox.user)
     env.update(spec.env)
     env.update(job.spec.options.env)
     env["REWIND_JOB_ID"] = job.job_id

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,23 @@ from pathlib import Path
 from typing import TextIO
 
 FAKE_AGENT = Path(__file__).resolve()
+SHARED_COPY = Path("/usr/local/lib/rewind-tests/fake_agent.py")
+"""Where sandboxed agents find the fake agent: the checkout may lie under a home directory or
+/tmp, which no sandbox shows, or be unreadable by the agents' account."""
+
+
+def sandboxed_agent_argv() -> list[str]:
+    """The fake agent as a server's sandboxed agent runs it: the system's python (the
+    project's may live in root's home) and a copy of this file that every account can read."""
+    python = shutil.which("python3", path=os.defpath) or sys.executable
+    data = FAKE_AGENT.read_bytes()
+    if not SHARED_COPY.is_file() or SHARED_COPY.read_bytes() != data:
+        SHARED_COPY.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        temp = SHARED_COPY.with_name(f".{SHARED_COPY.name}.{os.getpid()}")
+        temp.write_bytes(data)
+        temp.chmod(0o644)
+        temp.replace(SHARED_COPY)  # atomic: parallel test workers never see half a file
+    return [python, str(SHARED_COPY)]
 
 
 def fake_agent_argv(*options: str) -> list[str]:

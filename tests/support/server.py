@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.fake_agent import FAKE_AGENT
+from tests.support.fake_agent import sandboxed_agent_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 REWIND = ROOT / ".venv" / "bin" / "rewind"
@@ -42,8 +41,8 @@ def config_text(**settings: Any) -> str:
     lines += [
         "",
         "[agents.fake]",
-        f'command = [{_toml(sys.executable)}, {_toml(str(FAKE_AGENT))}, "--obey-prompt", '
-        '"--", "{prompt}"]',
+        f"command = [{', '.join(_toml(a) for a in sandboxed_agent_argv())}, "
+        '"--obey-prompt", "--", "{prompt}"]',
     ]
     return "\n".join(lines) + "\n"
 
