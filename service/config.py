@@ -14,6 +14,9 @@ Example (every key optional)::
     workspace_root = "workspaces"          # relative to the data directory, or absolute
     snapshot_every = 10000
     callback_forbid_private = true         # production: no webhooks to private addresses
+    job_env_allow = ["APP_*", "DEBUG"]     # globs of what a job's env may set (default ["*"]),
+                                           # never projections/env_policy.DENIED (LD_*, PATH...)
+    sandbox = "bubblewrap"                 # or "none": agents unconfined, only admins' jobs
 
     [agents.my-agent]
     command = ["my-agent", "--model", "{model}", "--", "{prompt}"]
@@ -29,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from projections.events import AgentSpec, ServerSettings
+from projections.events import AgentSpec, Sandbox, ServerSettings
 from service.agents.templates import TemplateError, parse_agents
 
 
@@ -59,6 +62,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     reconcile_interval: float = 1.0
     """Longest pause of a reconciler between looks at the state (they also wake on change)."""
     agents: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    job_env_allow: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    sandbox: Sandbox = "bubblewrap"
 
     def settings(self) -> ServerSettings:
         """The part the domain's rules depend on, as recorded in ``server.configured``."""
@@ -77,6 +82,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
                 name: AgentSpec(command=t.command, env=t.env, resume_command=t.resume_command or [])
                 for name, t in sorted(templates.items())
             },
+            job_env_allow=self.job_env_allow,
+            sandbox=self.sandbox,
         )
 
 
@@ -104,6 +111,8 @@ def load_config(path: Path | None, **overrides: Any) -> Config:
         raise ConfigError(f"{where}: max_concurrent and snapshot_every must be at least 1")
     if not 0 < config.default_timeout_seconds <= config.max_timeout_seconds:
         raise ConfigError(f"{where}: need 0 < default_timeout_seconds <= max_timeout_seconds")
+    if not all(pattern.strip() for pattern in config.job_env_allow):
+        raise ConfigError(f"{where}: job_env_allow: every pattern must be a non-empty string")
     return config
 
 
