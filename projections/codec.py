@@ -12,7 +12,7 @@ import msgspec
 from projections.errors import ProjectionError, StateVersionError
 from projections.state import State
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 """Bump whenever the shape of ``State`` (or of an event it embeds) changes."""
 
 

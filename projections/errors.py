@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-ErrorKind = Literal["not_found", "conflict", "invalid"]
+ErrorKind = Literal["not_found", "conflict", "invalid", "forbidden"]
 """What kind of refusal a domain error is; the service maps kinds to HTTP statuses (404, 409,
-422) and CLI exit codes, so no caller needs a table of every code."""
+422, 403), so no caller needs a table of every code."""
 
 
 class ProjectionError(Exception):
@@ -42,3 +42,8 @@ def conflict(code: str, message: str) -> DomainError:
 
 def invalid(code: str, message: str) -> DomainError:
     return DomainError("invalid", code, message)
+
+
+def forbidden(code: str, message: str) -> DomainError:
+    """The command is well-formed and the state allows it, but not from this actor."""
+    return DomainError("forbidden", code, message)

@@ -24,6 +24,7 @@ LockKind = Literal["clone", "prepare"]
 BatchPhase = Literal["preparing", "ready", "executing", "failed"]
 ResourceKind = Literal["container", "network", "staging", "workspace", "process"]
 StagingRemoval = Literal["consumed", "deleted", "stale", "orphan"]
+Sandbox = Literal["bubblewrap", "none"]
 
 
 class _Event(
@@ -117,6 +118,12 @@ class ServerSettings(_Value, frozen=True):
     retention_seconds: float = 7 * 86400.0
     """How long a deleted job's spec and prompt stay in state (its history stays in the log)."""
     agents: dict[str, AgentSpec] = {}
+    job_env_allow: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    """fnmatch globs (case-sensitive) of the variables a job may set, within what
+    ``env_policy.DENIED`` always refuses; ``["*"]`` allows every other name, ``[]`` none."""
+    sandbox: Sandbox = "bubblewrap"
+    """How agents are confined. ``"none"`` runs them as the server's own user, so only admins
+    may create jobs there (``sandbox_required``)."""
 
 
 class RecoveryReport(_Value, frozen=True):

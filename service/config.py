@@ -14,7 +14,9 @@ Example (every key optional)::
     workspace_root = "workspaces"          # relative to the data directory, or absolute
     snapshot_every = 10000
     callback_forbid_private = true         # production: no webhooks to private addresses
-    sandbox = "bubblewrap"                 # or "none": agents unconfined, admins' jobs only
+    job_env_allow = ["APP_*", "DEBUG"]     # globs of what a job's env may set (default ["*"]),
+                                           # never projections/env_policy.DENIED (LD_*, PATH...)
+    sandbox = "bubblewrap"                 # or "none": agents unconfined, only admins' jobs
     agent_user = "rewind-agent"            # agents' account when the server runs as root
     agent_network_allow = ["192.0.2.10:8080"]  # reachable by agents despite the rules
 
@@ -28,11 +30,11 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-from projections.events import AgentSpec, ServerSettings
+from projections.events import AgentSpec, Sandbox, ServerSettings
 from service.agents.templates import TemplateError, parse_agents
 from service.sandbox.host import DEFAULT_AGENT_USER
 from service.sandbox.network import Allowed
@@ -63,13 +65,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     kill_grace_seconds: float = 10.0
     reconcile_interval: float = 1.0
     """Longest pause of a reconciler between looks at the state (they also wake on change)."""
-    sandbox: Literal["bubblewrap", "none"] = "bubblewrap"
     agent_user: str = DEFAULT_AGENT_USER
     """The account agents run as when the server runs as root (created when missing)."""
     agent_network_allow: list[str] = msgspec.field(default_factory=list)
     """Destinations agents may reach despite the sandbox's network rules: `ADDRESS`,
     `ADDRESS/PREFIX` or `ADDRESS:PORT` (e.g. a model gateway on a host port)."""
     agents: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    job_env_allow: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    sandbox: Sandbox = "bubblewrap"
 
     def settings(self) -> ServerSettings:
         """The part the domain's rules depend on, as recorded in ``server.configured``."""
@@ -93,6 +96,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
                 )
                 for name, t in sorted(templates.items())
             },
+            job_env_allow=self.job_env_allow,
+            sandbox=self.sandbox,
         )
 
 
@@ -125,6 +130,8 @@ def load_config(path: Path | None, **overrides: Any) -> Config:
         raise ConfigError(f"{where}: {err}") from None
     if not 0 < config.default_timeout_seconds <= config.max_timeout_seconds:
         raise ConfigError(f"{where}: need 0 < default_timeout_seconds <= max_timeout_seconds")
+    if not all(pattern.strip() for pattern in config.job_env_allow):
+        raise ConfigError(f"{where}: job_env_allow: every pattern must be a non-empty string")
     return config
 
 

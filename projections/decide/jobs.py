@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from projections import env_policy
 from projections.commands import (
     CancelJob,
     CreateJob,
@@ -16,7 +17,7 @@ from projections.commands import (
     StartStaging,
 )
 from projections.decide import common
-from projections.errors import conflict, invalid, not_found
+from projections.errors import conflict, forbidden, invalid, not_found
 from projections.events import (
     CallbackSpec,
     Event,
@@ -55,14 +56,20 @@ def create(state: State, command: CreateJob, now: float) -> list[Event]:
             return []
     if command.job_id in state.jobs.by_id or command.job_id in state.jobs.purged:
         raise conflict("job_exists", f"job id {command.job_id!r} is taken")
-    if command.owner not in state.users.by_id:
+    owner = state.users.by_id.get(command.owner)
+    if owner is None:
         raise not_found("user_not_found", f"no user {command.owner!r}")
+    settings = state.server.settings
+    if settings.sandbox == "none" and owner.role != "admin":
+        raise forbidden(
+            "sandbox_required",
+            'this server runs agents without a sandbox (sandbox = "none"): only admins create jobs',
+        )
     repo = common.repo(state, command.repo)
     if not command.prompt.strip():
         raise invalid("empty_prompt", "the prompt is empty")
     if len(command.prompt) > MAX_PROMPT:
         raise invalid("prompt_too_long", f"the prompt is over {MAX_PROMPT} characters")
-    settings = state.server.settings
     agent = command.agent or repo.settings.default_agent or DEFAULT_AGENT
     if agent not in settings.agents:
         known_agents = ", ".join(sorted(settings.agents)) or "none"
@@ -75,9 +82,7 @@ def create(state: State, command: CreateJob, now: float) -> list[Event]:
             "invalid_timeout",
             f"timeoutSeconds must be in (0, {settings.max_timeout_seconds:g}]",
         )
-    for name in command.env:
-        if not ENV_NAME.fullmatch(name):
-            raise invalid("invalid_env", f"{name!r} is not an environment variable name")
+    _check_env(command.env, settings.job_env_allow)
     _check_sidecars(command.sidecars)
     if len(command.callbacks) > MAX_CALLBACKS:
         raise invalid("too_many_callbacks", f"at most {MAX_CALLBACKS} callbacks per job")
@@ -111,6 +116,23 @@ def create(state: State, command: CreateJob, now: float) -> list[Event]:
             at=now,
         )
     ]
+
+
+def _check_env(env: dict[str, str], allow: list[str]) -> None:
+    """The job's own variables: well-formed names, none of the built-in deny list, all within
+    the admin's allowlist (see ``env_policy``). The agent template's and the repository's
+    variables are the admin's and are not judged here."""
+    for name in env:
+        if not ENV_NAME.fullmatch(name):
+            raise invalid("invalid_env", f"{name!r} is not an environment variable name")
+        row = env_policy.denied(name)
+        if row is not None:
+            raise invalid("env_denied", f"a job cannot set {name!r}: {row.reason}")
+        if not env_policy.allowed(name, allow):
+            allows = ", ".join(allow) or "nothing"
+            raise invalid(
+                "env_not_allowed", f"a job cannot set {name!r}: job_env_allow allows {allows}"
+            )
 
 
 def _check_sidecars(sidecars: list[Sidecar]) -> None:

@@ -37,6 +37,8 @@ def configure(state: State, command: Configure, now: float) -> list[Event]:
         raise invalid("invalid_setting", "need 0 < default timeout <= max timeout")
     if any(delay < 0 for delay in settings.callback_schedule):
         raise invalid("invalid_setting", "callback delays cannot be negative")
+    if not all(pattern.strip() for pattern in settings.job_env_allow):
+        raise invalid("invalid_setting", "job_env_allow patterns cannot be empty")
     for name, agent in settings.agents.items():
         if not agent.command:
             raise invalid("invalid_setting", f"agent {name!r} has an empty command")

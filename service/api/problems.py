@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from projections import DomainError
 
 PROBLEM_JSON: Final = "application/problem+json"
-KIND_STATUS: Final = {"not_found": 404, "conflict": 409, "invalid": 422}
+KIND_STATUS: Final = {"not_found": 404, "conflict": 409, "invalid": 422, "forbidden": 403}
 TITLES: Final = {
     400: "Bad Request",
     401: "Unauthorized",

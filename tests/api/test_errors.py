@@ -292,6 +292,17 @@ def test_a_callback_url_that_is_not_http_is_422(world: World, url: str) -> None:
     assert (sorted(secrets.iterdir()) if secrets.exists() else []) == kept, "a secret was kept"
 
 
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "PYTHONPATH", "https_proxy", "REWIND_JOB_ID"])
+def test_a_denied_environment_variable_is_422_naming_it(world: World, name: str) -> None:
+    """Issue 14: a job's environment never sets a loader, an interpreter hook, a proxy or
+    the server's own variables, whoever asks (the default config allows every other name)."""
+    job = {"prompt": "--print x", "repository": "demo", "agent": "fake"}
+    for client in (world.alice, world.admin):
+        body = {**job, "options": {"env": {"APP_MODE": "ci", name: "x"}}}
+        problem = refused(world, client, "POST", "/jobs", 422, json=body)
+        assert problem["code"] == "env_denied" and repr(name) in problem["detail"], problem
+
+
 def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 

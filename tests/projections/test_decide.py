@@ -368,6 +368,25 @@ def _() -> tuple[World, c.Command]:
     return booted(), _create(env={"9LIVES": "x"})
 
 
+@rejects(c.CreateJob, "env_denied")
+def _() -> tuple[World, c.Command]:
+    return booted(), _create(env={"LD_PRELOAD": "/tmp/evil.so"})
+
+
+@rejects(c.CreateJob, "env_not_allowed")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.do(c.Configure(settings=msgspec.structs.replace(SETTINGS, job_env_allow=["APP_*"])))
+    return w, _create(env={"DEBUG": "1"})
+
+
+@rejects(c.CreateJob, "sandbox_required")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.do(c.Configure(settings=msgspec.structs.replace(SETTINGS, sandbox="none")))
+    return w, _create(owner="bob")
+
+
 @rejects(c.CreateJob, "invalid_sidecar")
 def _() -> tuple[World, c.Command]:
     twice = [Sidecar(name="db", image="postgres"), Sidecar(name="db", image="redis")]
@@ -798,6 +817,7 @@ def test_a_start_without_a_stop_is_recorded_as_a_crash() -> None:
         ServerSettings(default_timeout_seconds=100.0, max_timeout_seconds=50.0),
         ServerSettings(callback_schedule=[5.0, -1.0]),
         ServerSettings(agents={"broken": AgentSpec(command=[])}),
+        ServerSettings(job_env_allow=["APP_*", " "]),
     ],
 )
 def test_configure_refuses_each_bad_setting(settings: ServerSettings) -> None:

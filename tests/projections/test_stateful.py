@@ -192,6 +192,7 @@ class DomainMachine(RuleBasedStateMachine):
             yield replace(new, agent="no-such-agent"), "unknown_agent"
             yield replace(new, timeout_seconds=-5.0), "invalid_timeout"
             yield replace(new, env={"A-B": "x"}), "invalid_env"
+            yield replace(new, env={"LD_PRELOAD": "x"}), "env_denied"
             yield replace(new, owner=GHOST), "user_not_found"
             yield replace(new, repo=GHOST), "repo_not_found"
             for job in state.jobs.by_id.values():

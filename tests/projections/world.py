@@ -173,12 +173,14 @@ def types(events: list[Event]) -> list[type[Event]]:
 
 def raised_codes() -> dict[str, ErrorKind]:
     """Every (code, kind) the decide sources can raise, read from their syntax trees: the
-    ``not_found``/``conflict``/``invalid`` helpers, and ``require``, which raises conflicts."""
+    ``not_found``/``conflict``/``invalid``/``forbidden`` helpers, and ``require``, which raises
+    conflicts."""
     found: dict[str, ErrorKind] = {}
     kinds: dict[str, ErrorKind] = {
         "not_found": "not_found",
         "conflict": "conflict",
         "invalid": "invalid",
+        "forbidden": "forbidden",
     }
     for source in Path(decide_common.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
