@@ -32,6 +32,11 @@ for B's report; B is the supervisor proper:
    RUN_DIR/exit is written. So an exit
    file means nothing of the job runs any more: its workspace may be removed.
 
+A sandboxed agent runs under bwrap, which leads a process group of its own (a SIGTERM would
+kill bwrap, whose death SIGKILLs the sandbox at once): the wrapper passes the stop signals it
+receives on to the sandbox's processes, and its own death still takes the sandbox with it
+(bwrap's parent-death signal, then the kernel ending the PID namespace).
+
 Signals. SIGTERM, SIGINT and SIGHUP are caught and otherwise ignored: they come from a killpg
 that already reached the agent, and the wrapper must live on to record how the agent ended.
 A signal sent to the wrapper's pid alone therefore stops nothing; stop a job with
@@ -226,12 +231,16 @@ class _StopRequests:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.forward: Callable[[int], None] | None = None
+        """Passes the signal on to a sandboxed agent, which a killpg of ours cannot reach."""
         for sig in _STOP_SIGNALS:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.received is None:
             self.received = signum
+        if self.forward is not None:
+            self.forward(signum)
 
 
 def _die_with_parent_hook() -> Callable[[], None]:
@@ -258,6 +267,8 @@ class _Supervisor:
         self.stop = stop
         self.pgid = os.getpgrp()
         self.error: str | None = None
+        self.sandbox_pid: int | None = None
+        """bwrap's pid while a sandboxed agent runs: it leads a process group of its own."""
         self.kill_at: float | None = None
         """Monotonic deadline after which the wrapper SIGKILLs the agent it asked to stop."""
 
@@ -283,9 +294,14 @@ class _Supervisor:
         finally:
             os.close(output)
         _log(f"agent started: pid {agent.pid}{' in its sandbox' if sandbox else ''}")
+        if sandbox is not None:
+            self.sandbox_pid = agent.pid
+            self.stop.forward = self.signal_agent
         try:
             returncode = self._wait(agent)
         finally:
+            self.stop.forward = None
+            self.sandbox_pid = None
             if sandbox is not None:
                 sandbox.close()
         self.sweep()
@@ -324,7 +340,7 @@ class _Supervisor:
                     next_beat = now + interval
                     self._check_output()
                 if self.kill_at is not None and now >= self.kill_at:
-                    procfs.kill_group_members(self.pgid, signal.SIGKILL, spare=os.getpid())
+                    self.signal_agent(signal.SIGKILL)
                     self.kill_at = None
                 if self.kill_at is not None:
                     next_beat = min(next_beat, self.kill_at)
@@ -343,8 +359,17 @@ class _Supervisor:
         if size > limit:
             self.error = f"output exceeded {limit} bytes"
             _log(f"{self.error}; stopping the agent")
-            os.killpg(self.pgid, signal.SIGTERM)
+            self.signal_agent(signal.SIGTERM)
             self.kill_at = time.monotonic() + self.options.leftover_grace
+
+    def signal_agent(self, sig: int) -> None:
+        """`sig` to the agent and everything it started, sparing the wrapper (and bwrap, whose
+        death would SIGKILL its sandbox at once: the agent gets the grace period to stop)."""
+        procfs.kill_group_members(self.pgid, sig, spare=os.getpid())
+        if self.sandbox_pid is not None:
+            procfs.kill_group_members(self.sandbox_pid, sig, spare=self.sandbox_pid)
+            if sig == signal.SIGKILL:
+                os.kill(self.sandbox_pid, signal.SIGKILL)
 
     def sweep(self) -> None:
         """Stop whatever the agent left in the group: SIGTERM, then SIGKILL after the grace."""

@@ -40,6 +40,8 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         if r.degraded
     )
     notes = [] if rt.docker is not None else [f"no Docker API: {rt.docker_error}"]
+    if rt.sandbox.mode == "none":
+        notes.append(f"no agent sandbox: {rt.sandbox.describe()}")
     if state.server.recovering:
         status = "recovering"
     elif problems:
@@ -55,6 +57,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         "jobs": _counts(rt),
         "serverId": state.server.server_id,
         "boot": rt.boot_id,
+        "sandbox": {"mode": rt.sandbox.mode, "agentUser": rt.sandbox.user},
     }
     return Response(body, status_code=200 if writable else 503)
 
@@ -81,6 +84,10 @@ async def metrics(request: Request[Any, Any, Any]) -> str:
         "rewind_cleanups_pending": (
             "Cleanups not finished.",
             {(): float(len(state.cleanup.pending))},
+        ),
+        "rewind_agent_sandbox": (
+            "The sandbox agents run in (1 for the mode in force).",
+            {(("mode", rt.sandbox.mode),): 1.0},
         ),
     }
     return rt.engine.metrics.render(gauges, rt.engine.log.sync_latency)

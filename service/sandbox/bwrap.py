@@ -24,11 +24,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from service.sandbox import tools
 from service.sandbox.network import RESOLV_CONF, Network, NetworkSetupError
 from service.sandbox.seccomp import no_unix_sockets
 from service.sandbox.spec import AGENT_HOME, SandboxSpec
 
 BWRAP = "bwrap"
+"""Named in messages; run by its absolute path (`tools.path`)."""
 STAGE = "/run"
 """Where the child that becomes bwrap binds the job's directories (its own mount namespace)."""
 _ALWAYS_HIDDEN = ("/home", "/root", "/run", "/var/run", "/var/tmp", "/tmp", "/dev/shm")
@@ -100,11 +102,14 @@ def bwrap_arguments(
     for path in _ALWAYS_HIDDEN:
         args += _hidden(path)
     args += _own_dir(dirs.source("home"), AGENT_HOME) + _own_dir(dirs.source("tmp"), "/tmp")
-    for path in spec.hide:
-        if not _under_any(path, _ALWAYS_HIDDEN):
-            args += _hidden(path)
+    hidden = [(path, _hidden(path)) for path in spec.hide]
+    for _, mounts in hidden:
+        args += mounts
     args += ["--ro-bind-data", str(resolv_fd), os.path.realpath("/etc/resolv.conf")]
     args += ["--bind", dirs.source("workspace") or spec.workspace, spec.workspace]
+    for path, mounts in hidden:  # empty and read-only, but for the path to the workspace
+        if "--tmpfs" in mounts:
+            args += ["--remount-ro", path]
     args += ["--chdir", spec.workspace, "--seccomp", str(seccomp_fd), "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
@@ -129,11 +134,6 @@ def _own_dir(source: str | None, where: str) -> list[str]:
     return ["--bind", source, where]
 
 
-def _under_any(path: str, roots: Sequence[str]) -> bool:
-    """Whether `path` lies in one of `roots`, which the sandbox already shows empty."""
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
-
-
 def _memfd(data: bytes) -> int:
     fd = os.memfd_create("rewind-sandbox", os.MFD_CLOEXEC)
     os.write(fd, data)
@@ -151,6 +151,7 @@ def _child_setup(spec: SandboxSpec, dirs: _Dirs) -> Callable[[], None]:
 
     def setup() -> None:
         try:
+            os.setpgid(0, 0)  # see service.agents.wrapper: the wrapper forwards stop signals
             if spec.uid is not None:
                 _stage(libc, staged)
                 os.setgroups([])
@@ -207,7 +208,7 @@ def _spawn(
         inherited = (seccomp_fd, resolv_fd, args_fd, *(sync or ()))
         try:
             return subprocess.Popen(
-                [BWRAP, "--args", str(args_fd), "--", *argv],
+                [tools.path(BWRAP), "--args", str(args_fd), "--", *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,

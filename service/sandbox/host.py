@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -18,11 +17,10 @@ from pathlib import Path
 import msgspec
 import psutil
 
-from service.sandbox import bwrap
+from service.sandbox import bwrap, tools
 from service.sandbox.spec import SandboxSpec
 
 DEFAULT_AGENT_USER = "rewind-agent"
-_TOOLS = ("bwrap", "slirp4netns", "nsenter", "nft")
 _PROBE_TIMEOUT_S = 20.0
 
 
@@ -91,7 +89,7 @@ def prepare(mode: str, agent_user: str, allow: list[str]) -> SandboxHost:
     """The sandbox this host runs, checked by running one; SandboxUnavailableError if none."""
     if mode == "none":
         return SandboxHost(mode="none")
-    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    missing = [tool for tool in tools.NAMES if tools.find(tool) is None]
     if missing:
         raise SandboxUnavailableError(
             f"the agent sandbox needs {', '.join(missing)} (Debian: apt-get install bubblewrap "

@@ -14,6 +14,8 @@ import select
 import subprocess
 from collections.abc import Sequence
 
+from service.sandbox import tools
+
 SLIRP_DNS = "10.0.2.3"
 """slirp4netns' DNS forwarder, the sandbox's only name server."""
 RESOLV_CONF = f"nameserver {SLIRP_DNS}\n".encode()
@@ -110,7 +112,7 @@ class Network:
         try:
             slirp = subprocess.Popen(
                 [
-                    "slirp4netns",
+                    tools.path("slirp4netns"),
                     "--configure",
                     "--mtu=65520",
                     "--disable-host-loopback",
@@ -174,12 +176,12 @@ def _read_with_timeout(fd: int, timeout: float) -> bytes:
 def _load_rules(pid: int, rules: str) -> None:
     """nft, run in the agent's network namespace (entering its user namespace too when this
     process is not root: the owner of a user namespace holds every capability inside it)."""
-    enter = ["nsenter", f"--target={pid}", "--net"]
+    enter = [tools.path("nsenter"), f"--target={pid}", "--net"]
     if os.geteuid() != 0:
         enter[2:2] = ["--user", "--preserve-credentials"]
     try:
         result = subprocess.run(
-            [*enter, "nft", "-f", "-"],
+            [*enter, tools.path("nft"), "-f", "-"],
             input=rules.encode(),
             capture_output=True,
             timeout=SETUP_TIMEOUT_S,

@@ -35,8 +35,9 @@ def free_port() -> int:
         return port
 
 
-def config_text(**settings: Any) -> str:
-    """A TOML config with the fake agent as `fake` (and default agent of test repos)."""
+def config_text(agents: Mapping[str, Mapping[str, Any]] | None = None, **settings: Any) -> str:
+    """A TOML config with the fake agent as `fake` (and default agent of test repos), plus
+    `agents` (name -> its table, e.g. `{"command": [...], "network": False}`)."""
     lines = [f"{key} = {_toml(value)}" for key, value in settings.items()]
     lines += [
         "",
@@ -44,6 +45,9 @@ def config_text(**settings: Any) -> str:
         f"command = [{', '.join(_toml(a) for a in sandboxed_agent_argv())}, "
         '"--obey-prompt", "--", "{prompt}"]',
     ]
+    for name, table in (agents or {}).items():
+        lines += ["", f"[agents.{name}]"]
+        lines += [f"{key} = {_toml(value)}" for key, value in table.items()]
     return "\n".join(lines) + "\n"
 
 
