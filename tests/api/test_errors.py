@@ -226,6 +226,37 @@ def test_malformed_json_is_400(world: World, url: str, text: bytes) -> None:
     refused(world, world.admin, method, url, 400, content=text, headers=headers)
 
 
+DEEP = {
+    "arrays": b"[" * 1000 + b"]" * 1000,
+    "objects": b'{"a":' * 1000 + b"1" + b"}" * 1000,
+    "in a field": b'{"username": "alice", "password": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("POST", "/auth/login"),
+        ("POST", "/jobs"),
+        ("POST", "/users"),
+        ("POST", "/repositories"),
+        ("PUT", "/repositories/spare/settings"),
+    ],
+)
+@pytest.mark.parametrize("text", DEEP.values(), ids=DEEP.keys())
+def test_json_nested_a_thousand_deep_is_400_without_a_traceback(
+    world: World, method: str, url: str, text: bytes
+) -> None:
+    """Issue 14: 2 KB of brackets made the decoder raise RecursionError, a 500 with a
+    traceback in the server's log, on the unauthenticated login too."""
+    logged = len(world.server.output())
+    client = world.anonymous if url == "/auth/login" else world.admin
+    headers = {"content-type": "application/json"}
+    body = refused(world, client, method, url, 400, content=text, headers=headers)
+    assert body["code"] == "too_deeply_nested", body
+    assert "Traceback" not in world.server.output()[logged:]
+
+
 @pytest.mark.parametrize(
     "body",
     [
