@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import functools
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any, get_args
+from typing import Any, Final, get_args
 
 import anyio
 import msgspec
@@ -35,7 +36,13 @@ from service.api.models import (
 )
 from service.api.problems import ApiError
 from service.api.views import job_out, visible_job
-from service.paths import UnsafePathError, list_dir, open_inside, resolve_inside
+from service.paths import (
+    NotRegularFileError,
+    UnsafePathError,
+    list_dir,
+    open_inside,
+    resolve_inside,
+)
 from service.runtime import Runtime
 from service.staging_files import BadFilenameError, sanitize_filename, stage_file
 from service.testhooks import pause_point
@@ -339,6 +346,16 @@ def _whole_characters(data: bytes, *, final: bool) -> tuple[str, int]:
     return text, len(data) - len(decoder.getstate()[0])
 
 
+_UNREADABLE: Final = {
+    errno.ENOENT: (404, "file_not_found", "no such file in the workspace"),
+    errno.ENOTDIR: (404, "file_not_found", "no such file in the workspace"),
+    errno.ELOOP: (404, "file_not_found", "no file in the workspace, only symlinks in a loop"),
+    errno.ENAMETOOLONG: (422, "path_too_long", "a name is longer than the filesystem allows"),
+}
+"""The filesystem's refusals that say something about the path asked for, as problems: a loop
+leads to no file, as a dangling symlink does (404); a name too long is the client's (422)."""
+
+
 @get(["/jobs/{job_id:str}/files", "/jobs/{job_id:str}/files/{path:path}"])
 async def job_files(
     request: Request[Any, Any, Any], job_id: str, path: str = ""
@@ -358,8 +375,13 @@ async def job_files(
         handle = await anyio.to_thread.run_sync(open_inside, root, relative)
     except UnsafePathError as err:
         raise ApiError(422, "unsafe_path", str(err)) from None
-    except (FileNotFoundError, NotADirectoryError):
-        raise ApiError(404, "file_not_found", f"no file {relative!r} in the workspace") from None
+    except NotRegularFileError as err:
+        raise ApiError(422, "not_a_regular_file", str(err)) from None
+    except OSError as err:
+        if err.errno not in _UNREADABLE:
+            raise
+        status, code, why = _UNREADABLE[err.errno]
+        raise ApiError(status, code, f"{why}: {relative!r}") from None
 
     async def chunks() -> AsyncIterator[bytes]:
         with handle:
