@@ -6,10 +6,15 @@ by where it really leads: `realpath` must stay under the root's `realpath`. Read
 further: the file is opened first and the kernel's name for the open descriptor
 (`/proc/self/fd/N`) is checked, so a symlink swapped in between the check and the open cannot
 redirect the read.
+
+What is found there need not be a file or a directory: a socket, FIFO or device is refused
+with NotRegularFileError (opening a socket fails with ENXIO, the others open but have nothing
+to send). Every other failure of the filesystem is the caller's OSError to judge.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -22,6 +27,10 @@ EntryType = Literal["file", "dir", "symlink", "other"]
 
 class UnsafePathError(ValueError):
     """The requested path is not a path inside the root."""
+
+
+class NotRegularFileError(ValueError):
+    """The path names a socket, FIFO or device: it exists, but holds no bytes to download."""
 
 
 class Entry(msgspec.Struct, frozen=True):
@@ -54,7 +63,13 @@ def _within(path: str, base: str) -> bool:
 def _open_checked(root: Path, relpath: str, flags: int) -> int:
     """An fd on `relpath` whose kernel-reported location is inside `root`."""
     path = resolve_inside(root, relpath)
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ENXIO:
+            not_a_file = f"{relpath!r} is a socket or device, not a regular file"
+            raise NotRegularFileError(not_a_file) from None
+        raise
     try:
         if not _within(os.readlink(f"/proc/self/fd/{fd}"), os.path.realpath(root)):
             raise UnsafePathError(f"the path {relpath!r} changed to lead outside while opening")
@@ -72,7 +87,7 @@ def open_inside(root: Path, relpath: str) -> BinaryIO:
         os.close(fd)
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(f"{relpath!r} is a directory")
-        raise UnsafePathError(f"{relpath!r} is not a regular file")
+        raise NotRegularFileError(f"{relpath!r} is not a regular file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import httpx
 
 from projections import State
@@ -36,6 +38,9 @@ class Runtime:
     docker_error: str | None = None
     launched: set[str] = field(default_factory=set)
     """Jobs whose agent this process launched (the others it found at startup)."""
+    _job_locks: weakref.WeakValueDictionary[str, anyio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
 
     @property
     def state(self) -> State:
@@ -54,3 +59,11 @@ class Runtime:
 
     def path(self, recorded: str) -> Path:
         return self.data_dir.path(recorded)
+
+    def job_lock(self, job_id: str) -> anyio.Lock:
+        """The lock that orders one job's uploads and its start (see ``upload_files``); it
+        lives as long as someone holds or waits for it."""
+        lock = self._job_locks.get(job_id)
+        if lock is None:
+            lock = self._job_locks[job_id] = anyio.Lock()
+        return lock

@@ -38,6 +38,7 @@ from service.api.problems import (
     on_http_error,
     on_unexpected,
     on_validation,
+    refuse_deep_json,
 )
 from service.auth import new_token, token_hash
 from service.config import Config
@@ -145,6 +146,7 @@ def build_app(
             Exception: on_unexpected,
         },
         middleware=[bearer_tokens],
+        before_request=refuse_deep_json,
         openapi_config=OpenAPIConfig(
             title="rewind",
             version=__version__,

@@ -1,9 +1,9 @@
 """Uploaded files waiting for their job: `staging/<job>/<name>`, until the job's workspace exists.
 
-Each file is written whole and durably (`atomic_write`) before the upload is acknowledged, so a
-crash never leaves a half file under a staged name; the only leftovers are `atomic_write`'s
-temp files (`.<name>.<pid>.tmp`), which is why names of that shape are refused at upload and
-skipped everywhere else. `consume` moves the files into the workspace one rename at a time and
+Each file is written whole and durably before the upload is acknowledged, so a crash never
+leaves a half file under a staged name; the only leftovers are the temp files it is written to
+first (`.<name>.<random digits>.tmp`), which is why names of that shape are refused at upload
+and skipped everywhere else. `consume` moves the files into the workspace one rename at a time and
 then removes the directory: after a crash half way, running it again moves the rest.
 """
 
@@ -13,15 +13,17 @@ import contextlib
 import errno
 import hashlib
 import os
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from eventlog import atomic_write, fsutil
+from eventlog.vfs import REAL
 from service.trees import is_atomic_write_temp, remove_tree, stray_temps
 
 MAX_NAME_BYTES = 200
-"""NAME_MAX is 255 bytes; `atomic_write` needs room for `.<name>.<pid>.tmp`."""
+"""NAME_MAX is 255 bytes; the temp file needs room for `.<name>.<up to 20 digits>.tmp`."""
 
 _REFUSED_CATEGORIES = {"Cc", "Cs", "Co", "Cn", "Zl", "Zp"}
 _BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -76,7 +78,12 @@ def _check_job_id(job_id: str) -> None:
 def stage_file(
     staging_root: Path, job_id: str, name: str, data: bytes, max_bytes: int
 ) -> StagedFile:
-    """Store one upload durably under `staging_root/<job_id>/`; the same name again replaces it."""
+    """Store one upload durably under `staging_root/<job_id>/`; the same name again replaces it.
+
+    Uploads of one name may run at once: each writes a temp file of its own and renames it over
+    the name when whole, so the name always holds one upload's bytes, whole. Which one depends
+    on the order of the renames: the caller keeps that order and the log's in step.
+    """
     _check_job_id(job_id)
     name = sanitize_filename(name)
     if len(data) > max_bytes:
@@ -86,8 +93,31 @@ def stage_file(
     directory = staging_root / job_id
     fsutil.make_dirs(directory)
     path = directory / name
-    atomic_write(path, data)
+    temp = _write_temp(directory, name, data)
+    try:
+        os.rename(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsutil.fsync_dir(directory)
     return StagedFile(name, len(data), hashlib.sha256(data).hexdigest(), path)
+
+
+def _write_temp(directory: Path, name: str, data: bytes) -> Path:
+    """`data` in a new, synced file of `directory` that no other upload can be writing: a
+    random name, created exclusively, readable by the server's user only (mode 0600)."""
+    temp = directory / f".{name}.{secrets.randbits(64)}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fsutil.write_all(REAL, fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
 
 
 def staged_names(staging_dir: Path) -> list[str]:

@@ -171,19 +171,75 @@ def _port(url: httpx.URL) -> int:
 
 def _is_public(address: str) -> bool:
     """Global unicast only: loopback, private, link-local (cloud metadata), CGNAT, reserved,
-    multicast and unspecified are refused; an IPv6 address that embeds an IPv4 one (mapped,
-    6to4, NAT64) is judged by the IPv4 address it reaches."""
+    multicast and unspecified are refused; an IPv6 address that carries an IPv4 one is judged
+    by the IPv4 address it reaches (see `_embedded_ipv4`).
+
+    The one check of both the creation of a callback and each delivery (on the address the
+    delivery then connects to). Python's own tables (`is_global`) differ between patch
+    releases and miss some ranges, so the ranges that are never a webhook receiver are
+    listed here as well."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if any(ip in network for network in _NOT_GLOBAL):
+        return False
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        embedded = _embedded_ipv4(ip)
         if embedded is not None:
             return _is_public(str(embedded))
     return ip.is_global and not ip.is_multicast
 
 
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # shared (CGNAT)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local, cloud metadata
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation
+        "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
+        "192.168.0.0/16",  # private
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation
+        "203.0.113.0/24",  # documentation
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, broadcast
+        "::/128",  # unspecified
+        "::1/128",  # loopback
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): the operator's own network, any
+        # prefix length, so the IPv4 address inside cannot be found; refused whole
+        "100::/64",  # discard-only
+        "2001::/23",  # IETF protocol assignments: Teredo (2001::/32, reached through relays
+        # and a NAT, refused whatever it carries), benchmarking, ORCHID, a few anycast
+        # services (none of them a webhook receiver)
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "5f00::/16",  # segment routing SIDs
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local (deprecated, still routed inside some sites)
+        "ff00::/8",  # multicast
+    )
+)
+
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a packet to `ip` is delivered to, when `ip` carries one: in its last
+    32 bits for IPv4-compatible (::a.b.c.d), IPv4-mapped (::ffff:a.b.c.d), IPv4-translated
+    (::ffff:0:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d); in bits 16-48 for 6to4 (2002::/16)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED or ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def _check_public(host: str, addresses: list[str]) -> None:

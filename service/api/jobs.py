@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import functools
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any, get_args
+from typing import Any, Final, get_args
 
 import anyio
 import msgspec
@@ -35,9 +36,16 @@ from service.api.models import (
 )
 from service.api.problems import ApiError
 from service.api.views import job_out, visible_job
-from service.paths import UnsafePathError, list_dir, open_inside, resolve_inside
+from service.paths import (
+    NotRegularFileError,
+    UnsafePathError,
+    list_dir,
+    open_inside,
+    resolve_inside,
+)
 from service.runtime import Runtime
 from service.staging_files import BadFilenameError, sanitize_filename, stage_file
+from service.testhooks import pause_point
 from service.webhooks import CallbackURLError, new_secret, secret_key, validate_url
 
 OUTPUT_CHUNK = 1 << 20
@@ -132,6 +140,15 @@ def _created(rt: Runtime, job_id: str) -> JobCreatedOut:
 
 @post("/jobs/{job_id:str}/files", status_code=201)
 async def upload_files(request: Request[Any, Any, Any], job_id: str) -> list[FileOut]:
+    """Stage the parts named ``file``; a name staged before is replaced.
+
+    Uploads to one job may arrive at once, several of one name among them. Each is written to
+    a temp file of its own, but writing, renaming and recording happen under the job's lock:
+    the uploads are taken one after the other, so the last upload of a name the log records
+    is the one on disk (each is answered 201; none is refused for being concurrent). The start
+    takes the same lock, so no upload lands in the staging directory after the job was queued
+    and never appears in its log.
+    """
     rt, user = await context(request)
     visible_job(rt.state, user, job_id)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -146,24 +163,23 @@ async def upload_files(request: Request[Any, Any, Any], job_id: str) -> list[Fil
     contents = [(upload.filename, await upload.read()) for upload in uploads]
     for name, content in contents:
         _check_upload(name, content, rt.config.upload_max_bytes)
-    path = staging_path(job_id)
-    await rt.engine.execute(c.StartStaging(job_id=job_id, path=path), actor=user.user_id)
-    stored: list[FileOut] = []
-    for name, content in contents:
-        staged = await anyio.to_thread.run_sync(
-            stage_file,
-            rt.data_dir.staging,
-            job_id,
-            name,
-            content,
-            rt.config.upload_max_bytes,
-        )
-        await rt.engine.execute(
-            c.StageFile(job_id=job_id, name=staged.name, size=staged.size, sha256=staged.sha256),
-            actor=user.user_id,
-        )
-        stored.append(FileOut(name=staged.name, size=staged.size, sha256=staged.sha256))
-    return stored
+    async with rt.job_lock(job_id):
+        path = staging_path(job_id)
+        await rt.engine.execute(c.StartStaging(job_id=job_id, path=path), actor=user.user_id)
+        return [await _stage(rt, user, job_id, name, content) for name, content in contents]
+
+
+async def _stage(rt: Runtime, user: User, job_id: str, name: str, content: bytes) -> FileOut:
+    """Write one file under its name, then record it (the caller holds the job's lock)."""
+    staged = await anyio.to_thread.run_sync(
+        stage_file, rt.data_dir.staging, job_id, name, content, rt.config.upload_max_bytes
+    )
+    await pause_point("upload.written", rt.data_dir.root)
+    await rt.engine.execute(
+        c.StageFile(job_id=job_id, name=staged.name, size=staged.size, sha256=staged.sha256),
+        actor=user.user_id,
+    )
+    return FileOut(name=staged.name, size=staged.size, sha256=staged.sha256)
 
 
 def _check_upload(name: str, content: bytes, max_bytes: int) -> None:
@@ -184,8 +200,10 @@ async def start_job(request: Request[Any, Any, Any], job_id: str) -> StartedOut:
     the queue by the time the answer arrives: GET /jobs/{id} tells where it is now)."""
     rt, user = await context(request)
     visible_job(rt.state, user, job_id)
-    behind = len(rt.state.jobs.queue)
-    if await rt.engine.execute(c.StartJob(job_id=job_id), actor=user.user_id):
+    async with rt.job_lock(job_id):  # after the uploads in progress (see upload_files)
+        behind = len(rt.state.jobs.queue)
+        started = await rt.engine.execute(c.StartJob(job_id=job_id), actor=user.user_id)
+    if started:
         return StartedOut(id=job_id, status="queued", queue_position=behind + 1)
     job = rt.state.jobs.by_id[job_id]
     return StartedOut(
@@ -328,6 +346,16 @@ def _whole_characters(data: bytes, *, final: bool) -> tuple[str, int]:
     return text, len(data) - len(decoder.getstate()[0])
 
 
+_UNREADABLE: Final = {
+    errno.ENOENT: (404, "file_not_found", "no such file in the workspace"),
+    errno.ENOTDIR: (404, "file_not_found", "no such file in the workspace"),
+    errno.ELOOP: (404, "file_not_found", "no file in the workspace, only symlinks in a loop"),
+    errno.ENAMETOOLONG: (422, "path_too_long", "a name is longer than the filesystem allows"),
+}
+"""The filesystem's refusals that say something about the path asked for, as problems: a loop
+leads to no file, as a dangling symlink does (404); a name too long is the client's (422)."""
+
+
 @get(["/jobs/{job_id:str}/files", "/jobs/{job_id:str}/files/{path:path}"])
 async def job_files(
     request: Request[Any, Any, Any], job_id: str, path: str = ""
@@ -347,8 +375,13 @@ async def job_files(
         handle = await anyio.to_thread.run_sync(open_inside, root, relative)
     except UnsafePathError as err:
         raise ApiError(422, "unsafe_path", str(err)) from None
-    except (FileNotFoundError, NotADirectoryError):
-        raise ApiError(404, "file_not_found", f"no file {relative!r} in the workspace") from None
+    except NotRegularFileError as err:
+        raise ApiError(422, "not_a_regular_file", str(err)) from None
+    except OSError as err:
+        if err.errno not in _UNREADABLE:
+            raise
+        status, code, why = _UNREADABLE[err.errno]
+        raise ApiError(status, code, f"{why}: {relative!r}") from None
 
     async def chunks() -> AsyncIterator[bytes]:
         with handle:

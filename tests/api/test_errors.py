@@ -7,7 +7,9 @@ One server serves the whole module: every request here is refused, so none distu
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import tempfile
 import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +73,18 @@ def _quiet(admin: httpx.Client) -> None:
     wait_for(settled, interval=0.3)
 
 
+def _make_strange_entries(directory: Path) -> None:
+    """Symlink loops (one link, and two pointing at each other), a Unix socket, a FIFO."""
+    (directory / "loop").symlink_to("loop")
+    (directory / "ping").symlink_to("pong")
+    (directory / "pong").symlink_to("ping")
+    os.mkfifo(directory / "fifo")
+    with socket.socket(socket.AF_UNIX) as listener:  # bound somewhere short, then moved
+        bound = Path(tempfile.mkdtemp()) / "sock"
+        listener.bind(str(bound))
+        bound.rename(directory / "sock")
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("errors")
@@ -95,8 +109,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         }
         assert wait_terminal(admin, ids["done"])["status"] == "completed"
         workspace = server.data_dir / admin.get(f"/jobs/{ids['done']}").json()["workspace"]
-        # what an agent can do in its workspace: a symlink out of it
+        # what an agent can do in its workspace: a symlink out of it, links that lead
+        # nowhere, files that are no files
         (workspace / "sub" / "up").symlink_to(secret.parent)
+        _make_strange_entries(workspace / "sub")
         _quiet(admin)
         yield World(server, admin, alice, httpx.Client(base_url=server.base_url), ids, secret)
     finally:
@@ -224,6 +240,37 @@ def test_malformed_json_is_400(world: World, url: str, text: bytes) -> None:
     method = "PUT" if url.endswith("/settings") else "POST"
     headers = {"content-type": "application/json"}
     refused(world, world.admin, method, url, 400, content=text, headers=headers)
+
+
+DEEP = {
+    "arrays": b"[" * 1000 + b"]" * 1000,
+    "objects": b'{"a":' * 1000 + b"1" + b"}" * 1000,
+    "in a field": b'{"username": "alice", "password": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("POST", "/auth/login"),
+        ("POST", "/jobs"),
+        ("POST", "/users"),
+        ("POST", "/repositories"),
+        ("PUT", "/repositories/spare/settings"),
+    ],
+)
+@pytest.mark.parametrize("text", DEEP.values(), ids=DEEP.keys())
+def test_json_nested_a_thousand_deep_is_400_without_a_traceback(
+    world: World, method: str, url: str, text: bytes
+) -> None:
+    """Issue 14: 2 KB of brackets made the decoder raise RecursionError, a 500 with a
+    traceback in the server's log, on the unauthenticated login too."""
+    logged = len(world.server.output())
+    client = world.anonymous if url == "/auth/login" else world.admin
+    headers = {"content-type": "application/json"}
+    body = refused(world, client, method, url, 400, content=text, headers=headers)
+    assert body["code"] == "too_deeply_nested", body
+    assert "Traceback" not in world.server.output()[logged:]
 
 
 @pytest.mark.parametrize(
@@ -442,10 +489,38 @@ def test_browsing_outside_the_workspace_is_refused(world: World, path: str) -> N
     assert fingerprint(world.admin) == before
 
 
+LONG = "a" * 300
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        (LONG, 422, "path_too_long"),
+        (f"sub/{LONG}/x", 422, "path_too_long"),
+        ("sub/loop", 404, "file_not_found"),
+        ("sub/loop/x", 404, "file_not_found"),
+        ("sub/ping", 404, "file_not_found"),
+        ("sub/sock", 422, "not_a_regular_file"),
+        ("sub/fifo", 422, "not_a_regular_file"),
+        ("sub/sock/x", 404, "file_not_found"),
+    ],
+)
+def test_names_that_cannot_be_read_are_refused_not_a_500(
+    world: World, path: str, status: int, code: str
+) -> None:
+    """Issue 14: a name over NAME_MAX (ENAMETOOLONG), a symlink loop (ELOOP) and a socket
+    (ENXIO) were 500s. A name too long is the client's mistake (422); a loop leads to no file,
+    like a dangling link (404); a socket or FIFO exists but has no bytes to send (422)."""
+    body = refused(world, world.admin, "GET", "/jobs/{done}/files/" + path, status)
+    assert body["code"] == code, body
+
+
 def test_browsing_inside_the_workspace_still_works(world: World) -> None:
     """The refusals above are not a server that refuses everything."""
     listing = world.admin.get(world.url("/jobs/{done}/files/sub")).json()
     assert {"name": "up", "type": "symlink", "size": 0} in listing
+    assert {"name": "loop", "type": "symlink", "size": 0} in listing
+    assert {"name": "sock", "type": "other", "size": 0} in listing
     assert world.admin.get(world.url("/jobs/{done}/files/sub/inner.txt")).text == "x"
 
 

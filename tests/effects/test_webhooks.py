@@ -426,6 +426,123 @@ def test_public_addresses_pass() -> None:
         assert webhooks._is_public(address), address
 
 
+SPECIAL_IPV4 = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+]
+PUBLIC_IPV4 = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "9.9.9.9"]
+TEREDO_SERVER = ipaddress.IPv4Address("65.54.227.120")
+"""A public Teredo server, so a Teredo address's other half is the one under test."""
+
+
+def _special_ipv4() -> st.SearchStrategy[ipaddress.IPv4Address]:
+    """Any address of the private and special-purpose IPv4 blocks."""
+    networks = [ipaddress.IPv4Network(n) for n in SPECIAL_IPV4]
+    return st.sampled_from(networks).flatmap(
+        lambda net: st.integers(0, net.num_addresses - 1).map(lambda i: net[i])
+    )
+
+
+def _embed(form: str, v4: ipaddress.IPv4Address) -> ipaddress.IPv6Address:
+    """`v4` inside an IPv6 address of one of the forms that carry one."""
+    n = int(v4)
+    bits = {
+        "compatible": n,  # ::a.b.c.d
+        "mapped": 0xFFFF << 32 | n,  # ::ffff:a.b.c.d
+        "translated": 0xFFFF << 48 | n,  # ::ffff:0:a.b.c.d (SIIT)
+        "nat64": 0x64FF9B << 96 | n,  # 64:ff9b::a.b.c.d
+        "nat64-local": 0x64FF9B0001 << 80 | n,  # 64:ff9b:1::a.b.c.d
+        "6to4": 0x2002 << 112 | n << 80 | 1,  # 2002:aabb:ccdd::1
+        "teredo-client": 0x20010000 << 96 | int(TEREDO_SERVER) << 64 | n ^ 0xFFFFFFFF,
+        "teredo-server": 0x20010000 << 96 | n << 64 | int(TEREDO_SERVER) ^ 0xFFFFFFFF,
+    }[form]
+    return ipaddress.IPv6Address(bits)
+
+
+EMBEDDING_FORMS = [
+    "compatible",
+    "mapped",
+    "translated",
+    "nat64",
+    "nat64-local",
+    "6to4",
+    "teredo-client",
+    "teredo-server",
+]
+
+
+def test_the_embeddings_are_the_ones_the_standards_define() -> None:
+    """The table the property below relies on, checked against known addresses."""
+    metadata = ipaddress.IPv4Address("169.254.169.254")
+    assert str(_embed("compatible", metadata)) == "::a9fe:a9fe"
+    assert _embed("mapped", metadata).ipv4_mapped == metadata
+    assert str(_embed("translated", metadata)) == "::ffff:0:a9fe:a9fe"
+    assert str(_embed("nat64", metadata)) == "64:ff9b::a9fe:a9fe"
+    assert str(_embed("nat64-local", metadata)) == "64:ff9b:1::a9fe:a9fe"
+    assert _embed("6to4", metadata).sixtofour == metadata
+    assert _embed("teredo-client", metadata).teredo == (TEREDO_SERVER, metadata)
+    assert _embed("teredo-server", metadata).teredo == (metadata, TEREDO_SERVER)
+
+
+@given(form=st.sampled_from(EMBEDDING_FORMS), v4=_special_ipv4())
+def test_no_ipv6_form_reaches_a_private_or_special_ipv4_address(
+    form: str, v4: ipaddress.IPv4Address
+) -> None:
+    """Issue 14: `::a9fe:a9fe` (IPv4-compatible 169.254.169.254) was accepted."""
+    assert not webhooks._is_public(str(v4))
+    assert not webhooks._is_public(str(_embed(form, v4))), (form, v4)
+
+
+@pytest.mark.parametrize("form", ["compatible", "mapped", "translated", "nat64", "6to4"])
+@pytest.mark.parametrize("address", PUBLIC_IPV4)
+def test_an_ipv6_form_of_a_public_ipv4_address_passes(form: str, address: str) -> None:
+    """The control: the forms are judged by the address inside, not refused as forms."""
+    assert webhooks._is_public(str(_embed(form, ipaddress.IPv4Address(address))))
+
+
+@pytest.mark.parametrize("form", ["nat64-local", "teredo-client", "teredo-server"])
+@pytest.mark.parametrize("address", PUBLIC_IPV4)
+def test_local_nat64_and_teredo_are_refused_whatever_they_carry(form: str, address: str) -> None:
+    """A local-use NAT64 prefix translates on the operator's own network, where any prefix
+    length may be in use; a Teredo address is reached through relays and a NAT. Neither is
+    globally reachable (IANA), so neither is judged by the address inside."""
+    assert not webhooks._is_public(str(_embed(form, ipaddress.IPv4Address(address))))
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::",
+        "::1",
+        "fe80::1",
+        "fe80::1%eth0",
+        "fec0::1",  # site-local, deprecated but still routed inside some sites
+        "fd12:3456::1",
+        "ff0e::1",
+        "100::1",  # discard-only
+        "2001:db8::1",  # documentation
+        "3fff::1",  # documentation (2024)
+        "5f00::1",  # segment routing SIDs
+        "2001:2::1",  # benchmarking
+    ],
+)
+def test_non_global_ipv6_ranges_are_refused(address: str) -> None:
+    assert not webhooks._is_public(address)
+
+
 def test_deliver_refuses_private_target_without_sending() -> None:
     with running_receiver() as receiver:
         direct = attempt(receiver.url, forbid_private=True)
@@ -474,6 +591,21 @@ def test_pinned_delivery_connects_to_the_checked_address(
     assert got.headers["host"] == f"rebind.invalid:{receiver.port}"
     unpinned = attempt(url)
     assert (unpinned.outcome, len(receiver.requests)) == ("retry", 1)
+
+
+def test_delivery_refuses_a_name_that_resolves_to_an_ipv4_compatible_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check at delivery is the one at creation: a name that now answers `::a9fe:a9fe`
+    (169.254.169.254, IPv4-compatible) is given up, not connected to."""
+
+    async def metadata(host: str, port: int, **kw: object) -> list[Any]:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::a9fe:a9fe", port, 0, 0))]
+
+    monkeypatch.setattr(anyio, "getaddrinfo", metadata)
+    result = attempt("http://hook.test/cb", forbid_private=True)
+    assert (result.status, result.outcome) == (None, "give_up")
+    assert result.error is not None and "non-public address ::a9fe:a9fe" in result.error
 
 
 def _tls_attempt(url: str, trust: Path) -> AttemptResult:

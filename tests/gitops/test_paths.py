@@ -3,7 +3,10 @@ symlink the agent planted, not by a symlink swapped in while a file is being ope
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -13,7 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service import paths
-from service.paths import Entry, UnsafePathError, list_dir, open_inside, resolve_inside
+from service.paths import (
+    Entry,
+    NotRegularFileError,
+    UnsafePathError,
+    list_dir,
+    open_inside,
+    resolve_inside,
+)
 
 Resolver = Callable[[Path, str], Path]
 
@@ -33,6 +43,10 @@ def root(tmp_path: Path) -> Path:
     (ws / "a" / "rel_out").symlink_to("../../outside/secret.txt")
     (ws / "loop").symlink_to("loop")
     os.mkfifo(ws / "fifo")
+    with socket.socket(socket.AF_UNIX) as listener:  # bound somewhere short, then moved
+        bound = Path(tempfile.mkdtemp()) / "sock"
+        listener.bind(str(bound))
+        bound.rename(ws / "sock")
     return ws
 
 
@@ -126,8 +140,13 @@ def test_open_inside_reads_only_regular_files_inside(root: Path) -> None:
         assert file.read() == b"inside"
     with pytest.raises(IsADirectoryError):
         open_inside(root, "a")
-    with pytest.raises(UnsafePathError, match="not a regular file"):
+    with pytest.raises(NotRegularFileError, match="not a regular file"):
         open_inside(root, "fifo")  # and never blocks waiting for a writer
+    with pytest.raises(NotRegularFileError, match="socket"):
+        open_inside(root, "sock")  # opening one fails with ENXIO
+    with pytest.raises(OSError) as caught:
+        open_inside(root, "loop")
+    assert caught.value.errno == errno.ELOOP  # for the caller to judge
     with pytest.raises(UnsafePathError):
         open_inside(root, "a/rel_out")
     with pytest.raises(FileNotFoundError):
@@ -186,6 +205,7 @@ def test_list_dir(root: Path) -> None:
         Entry("in", "symlink", 0),
         Entry("loop", "symlink", 0),
         Entry("out", "symlink", 0),
+        Entry("sock", "other", 0),
     ]
     assert list_dir(root, "in/b") == [Entry("file.txt", "file", 6)]
     assert list_dir(root, "a/empty") == []
@@ -195,3 +215,7 @@ def test_list_dir(root: Path) -> None:
         list_dir(root, "out")
     with pytest.raises(FileNotFoundError):
         list_dir(root, "nope")
+    for not_a_directory in ("sock", "loop", "loop/x"):
+        with pytest.raises(OSError) as caught:
+            list_dir(root, not_a_directory)
+        assert caught.value.errno in (errno.ENOTDIR, errno.ELOOP), not_a_directory

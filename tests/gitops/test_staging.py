@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,25 @@ def test_stage_file_writes_durably_and_replaces_by_name(tmp_path: Path) -> None:
     again = stage_file(tmp_path, "job-1", "data.csv", b"new", 100)
     assert again.path.read_bytes() == b"new"
     assert os.listdir(tmp_path / "job-1") == ["data.csv"]
+
+
+def test_uploads_of_one_name_at_once_leave_one_whole_file_for_its_owner_only(
+    tmp_path: Path,
+) -> None:
+    """Issue 14: each upload writes a temp file of its own, so uploads of one name at once
+    neither mix their bytes nor rename one another's temp file away; the file is 0600."""
+    contents = [bytes([n]) * 2**22 for n in range(4)]
+    with ThreadPoolExecutor(len(contents)) as pool:
+        uploads = [
+            pool.submit(stage_file, tmp_path, "job-1", "same.bin", c, 2**23) for c in contents
+        ]
+    assert {upload.result().sha256 for upload in uploads} == {
+        hashlib.sha256(c).hexdigest() for c in contents
+    }
+    path = tmp_path / "job-1" / "same.bin"
+    assert os.listdir(path.parent) == ["same.bin"]
+    assert path.read_bytes() in contents
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_refused_uploads_leave_nothing(tmp_path: Path) -> None:

@@ -10,8 +10,10 @@ directory under ``staging/`` that no job in the state owns is removed by the sta
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -81,6 +83,63 @@ def test_uploads_are_staged_then_moved_into_the_workspace(
         "notes.txt",
         "data.bin",
     }
+
+
+def _upload_one(server: RewindServer, job_id: str, name: str, content: bytes) -> httpx.Response:
+    with server.client(timeout=120) as own:
+        return own.post(f"/jobs/{job_id}/files", files=[("file", (name, content))])
+
+
+def _recorded(client: httpx.Client, job_id: str) -> dict[str, str]:
+    return {f["name"]: f["sha256"] for f in client.get(f"/jobs/{job_id}").json()["files"]}
+
+
+def test_parallel_uploads_of_one_name_leave_on_disk_what_the_log_records(
+    server: RewindServer, client: httpx.Client
+) -> None:
+    """Issue 14: uploads of one name at once (20 MB each, different bytes) are each answered
+    201, and the file on disk is the one whose hash the log recorded last, whole; no upload's
+    temp file is left. Then the job's workspace gets those same bytes."""
+    job_id = submit(client, "--exit 0", "demo", start=False)
+    contents = [bytes([n]) * (20 * 2**20) for n in range(4)]
+    with ThreadPoolExecutor(len(contents)) as pool:
+        answers = list(pool.map(lambda c: _upload_one(server, job_id, "same.bin", c), contents))
+    assert [a.status_code for a in answers] == [201] * len(contents), [a.text for a in answers]
+    staged = server.data_dir / "staging" / job_id
+    assert os.listdir(staged) == ["same.bin"], "a temp file was left, or another name"
+    on_disk = hashlib.sha256((staged / "same.bin").read_bytes()).hexdigest()
+    hashes = {hashlib.sha256(c).hexdigest() for c in contents}
+    assert on_disk in hashes, "the file on disk is a mix of uploads"
+    logged = [
+        row["event"]["sha256"]
+        for row in log_events(server.data_dir, "job.file-staged")
+        if row["event"]["job_id"] == job_id
+    ]
+    assert len(logged) == len(contents) and logged[-1] == on_disk
+    assert _recorded(client, job_id) == {"same.bin": on_disk}
+    assert client.post(f"/jobs/{job_id}/start").status_code == 200
+    assert wait_terminal(client, job_id)["status"] == "completed"
+    got = client.get(f"/jobs/{job_id}/files/files/same.bin").content
+    assert hashlib.sha256(got).hexdigest() == on_disk
+
+
+def test_a_start_waits_for_the_upload_in_progress(tmp_path: Path) -> None:
+    """An upload frozen between writing its file and recording it holds the job: a start
+    sent meanwhile waits, where it would have queued the job and let its preparation move
+    into the workspace bytes the log never recorded."""
+    point = "upload.written"
+    with serving(tmp_path / "data", env={"REWIND_PAUSE_AT": point}) as server:
+        demo_repo(server, tmp_path)
+        with server.client() as client, ThreadPoolExecutor(1) as pool:
+            try:
+                job_id = submit(client, "--exit 0", "demo", start=False)
+                pool.submit(_upload_one, server, job_id, "late.txt", b"late")
+                wait_for((server.data_dir / "paused" / point).exists)
+                with pytest.raises(httpx.ReadTimeout):
+                    client.post(f"/jobs/{job_id}/start", timeout=2)
+                assert client.get(f"/jobs/{job_id}").json()["status"] == "created"
+            finally:
+                server.kill()  # ends the frozen upload before the pool waits for it
 
 
 def test_a_job_deleted_before_it_starts_loses_its_staging(

@@ -315,6 +315,11 @@ def test_private_targets_are_refused_when_the_config_forbids_them(tmp_path: Path
                 "http://[::ffff:127.0.0.1]/",
                 "http://169.254.169.254/latest/meta-data",
                 "http://10.1.2.3/",
+                "http://[::a9fe:a9fe]/",  # IPv4-compatible 169.254.169.254
+                "http://[::ffff:0:a9fe:a9fe]/",
+                "http://[64:ff9b:1::a9fe:a9fe]/",
+                "http://[2002:a9fe:a9fe::1]/",
+                "http://[fec0::1]/",
             ):
                 answer = client.post(
                     "/jobs",
