@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test lint typecheck pytest bench clean
+.PHONY: venv sandbox-tools run test lint typecheck pytest bench clean
 
 $(BIN)/rewind: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,23 @@ $(BIN)/rewind: pyproject.toml
 
 venv: $(BIN)/rewind
 
-run: venv
+# The agent sandbox's programs (docs: README "Security model"): installed with apt when root,
+# else named. Without them `rewind serve` refuses to start unless the config says sandbox = "none".
+SANDBOX_TOOLS := bwrap:bubblewrap slirp4netns:slirp4netns nft:nftables nsenter:util-linux ip:iproute2
+sandbox-tools:
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; \
+	for pair in $(SANDBOX_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else \
+			echo "the agent sandbox needs these packages:$$missing" >&2; exit 1; \
+		fi; \
+	fi
+
+run: venv sandbox-tools
 	$(BIN)/rewind serve --data-dir data $(if $(CONFIG),--config $(CONFIG))
 
 lint: venv
@@ -23,7 +39,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv  # two workers: most tests wait on real processes, disks and sockets
+pytest: venv sandbox-tools  # two workers: most tests wait on real processes, disks and sockets
 	$(BIN)/pytest -n 2
 
 test: lint typecheck pytest

@@ -8,6 +8,7 @@ starts; the agent holds no capability in that namespace and cannot change them.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import select
@@ -20,6 +21,7 @@ SLIRP_DNS = "10.0.2.3"
 """slirp4netns' DNS forwarder, the sandbox's only name server."""
 RESOLV_CONF = f"nameserver {SLIRP_DNS}\n".encode()
 SETUP_TIMEOUT_S = 10.0
+_NS_GET_USERNS = 0xB701
 
 DENIED_V4 = (
     "0.0.0.0/8",  # "this network"
@@ -107,8 +109,18 @@ class Network:
     def attach(cls, pid: int, allow: Sequence[str], deny: Sequence[str]) -> Network:
         """Give the network namespace of `pid` its NAT and rules; NetworkSetupError if not."""
         netns = f"/proc/{pid}/ns/net"
+        owner = _owner_userns(netns)
+        try:
+            return cls._attach(netns, owner, ruleset(allow, deny))
+        finally:
+            if owner is not None:
+                os.close(owner)
+
+    @classmethod
+    def _attach(cls, netns: str, owner: int | None, rules: str) -> Network:
         ready_r, ready_w = os.pipe()
         exit_r, exit_w = os.pipe()
+        entry = [] if owner is None else [f"--userns-path=/proc/self/fd/{owner}"]
         try:
             slirp = subprocess.Popen(
                 [
@@ -118,12 +130,13 @@ class Network:
                     "--disable-host-loopback",
                     "--enable-seccomp",
                     "--netns-type=path",
+                    *entry,
                     f"--ready-fd={ready_w}",
                     f"--exit-fd={exit_r}",
                     netns,
                     "tap0",
                 ],
-                pass_fds=(ready_w, exit_r),
+                pass_fds=(ready_w, exit_r, *([] if owner is None else [owner])),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -139,7 +152,7 @@ class Network:
             ready = _read_with_timeout(ready_r, SETUP_TIMEOUT_S)
             if ready != b"1":
                 raise NetworkSetupError(f"slirp4netns did not start: {network._stderr()}")
-            _load_rules(pid, ruleset(allow, deny))
+            _load_rules(netns, owner, rules)
         except BaseException:
             network.close()
             raise
@@ -168,17 +181,33 @@ class Network:
         return self._slirp.stderr.read().decode("utf-8", "replace").strip() or "no message"
 
 
+def _owner_userns(netns: str) -> int | None:
+    """Not root: a descriptor of the user namespace that owns the agent's network namespace.
+    Its owner's uid (ours) holds every capability in it, and so may configure the network;
+    root needs no detour. (The agent's own user namespace is a child of that one: bwrap's
+    `--disable-userns` nests one more.)"""
+    if os.geteuid() == 0:
+        return None
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(fd, _NS_GET_USERNS)
+    except OSError as exc:
+        raise NetworkSetupError(f"cannot find the owner of {netns}: {exc}") from exc
+    finally:
+        os.close(fd)
+
+
 def _read_with_timeout(fd: int, timeout: float) -> bytes:
     ready, _, _ = select.select([fd], [], [], timeout)
     return os.read(fd, 1) if ready else b""
 
 
-def _load_rules(pid: int, rules: str) -> None:
-    """nft, run in the agent's network namespace (entering its user namespace too when this
-    process is not root: the owner of a user namespace holds every capability inside it)."""
-    enter = [tools.path("nsenter"), f"--target={pid}", "--net"]
-    if os.geteuid() != 0:
-        enter[2:2] = ["--user", "--preserve-credentials"]
+def _load_rules(netns: str, owner: int | None, rules: str) -> None:
+    """nft, run in the agent's network namespace (through its owner user namespace when this
+    process is not root, see `_owner_userns`)."""
+    enter = [tools.path("nsenter"), f"--net={netns}"]
+    if owner is not None:
+        enter += [f"--user=/proc/self/fd/{owner}", "--preserve-credentials"]
     try:
         result = subprocess.run(
             [*enter, tools.path("nft"), "-f", "-"],
@@ -186,6 +215,7 @@ def _load_rules(pid: int, rules: str) -> None:
             capture_output=True,
             timeout=SETUP_TIMEOUT_S,
             check=False,
+            pass_fds=() if owner is None else (owner,),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NetworkSetupError(f"cannot load the sandbox's firewall rules: {exc}") from exc

@@ -41,9 +41,10 @@ def host_ip() -> str:
     """An IPv4 address of this host other than loopback (the one agents' NAT goes out by)."""
     for addresses in psutil.net_if_addrs().values():
         for address in addresses:
-            if address.family == socket.AF_INET and not address.address.startswith("127."):
-                if address.address not in (METADATA_IP, PRIVATE_IP):
-                    return str(address.address)
+            ip = str(address.address)
+            bait = ip.startswith("127.") or ip in (METADATA_IP, PRIVATE_IP)
+            if address.family == socket.AF_INET and not bait:
+                return ip
     pytest.fail("the host has no IPv4 address besides loopback")
 
 
@@ -186,7 +187,9 @@ def attack(
     return Attack(json.loads(lines[-1].removeprefix("PROBE ")), leftovers, output)
 
 
-def world(tmp: Path, bait: Bait, **settings: Any) -> tuple[RewindServer, httpx.Client, httpx.Client]:
+def world(
+    tmp: Path, bait: Bait, **settings: Any
+) -> tuple[RewindServer, httpx.Client, httpx.Client]:
     """A started server with the hostile agents, a repository, and users alice and bob."""
     server = RewindServer(
         tmp / "data",

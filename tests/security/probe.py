@@ -12,11 +12,13 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
-TARGETS: dict = globals().get("TARGETS", {})  # type: ignore[type-arg]
+TARGETS: dict[str, Any] = globals().get("TARGETS", {})
 
 
-def attempt(action):  # type: ignore[no-untyped-def]
+def attempt(action: Callable[[], str]) -> str:
     try:
         detail = action()
     except Exception as exc:  # every refusal is an answer, whatever its type
@@ -24,56 +26,56 @@ def attempt(action):  # type: ignore[no-untyped-def]
     return f"ESCAPED: {detail}"
 
 
-def read(path):  # type: ignore[no-untyped-def]
+def read(path: str) -> str:
     with open(path, "rb") as file:
         return f"read {len(file.read(4096))} bytes of {path}"
 
 
-def open_for_append(path):  # type: ignore[no-untyped-def]
+def open_for_append(path: str) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     os.close(fd)
     return f"opened {path} for writing"
 
 
-def create(path):  # type: ignore[no-untyped-def]
+def create(path: str) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
     os.unlink(path)
     return f"created {path}"
 
 
-def connect(host, port):  # type: ignore[no-untyped-def]
-    def action():  # type: ignore[no-untyped-def]
+def connect(host: str, port: int) -> Callable[[], str]:
+    def action() -> str:
         with socket.create_connection((host, port), timeout=3) as conn:
             return f"connected to {conn.getpeername()}"
 
     return action
 
 
-def connect_unix(path):  # type: ignore[no-untyped-def]
+def connect_unix(path: str) -> str:
     with socket.socket(socket.AF_UNIX) as conn:
         conn.settimeout(3)
         conn.connect(path)
         return f"connected to {path}"
 
 
-def signal_process(pid):  # type: ignore[no-untyped-def]
+def signal_process(pid: int) -> str:
     os.kill(pid, 0)
     return f"may signal pid {pid}"
 
 
-def see_process(pid):  # type: ignore[no-untyped-def]
+def see_process(pid: int) -> str:
     with open(f"/proc/{pid}/cmdline", "rb") as file:
         return f"sees pid {pid}: {file.read(80)!r}"
 
 
-def is_root():  # type: ignore[no-untyped-def]
+def is_root() -> str:
     if os.getuid() == 0 or os.geteuid() == 0:
         return "runs as root"
     raise PermissionError(f"uid {os.getuid()}")
 
 
-def leave_a_process(marker):  # type: ignore[no-untyped-def]
+def leave_a_process(marker: str) -> str:
     """Double fork + setsid: a process that leaves the job's process group on purpose."""
     code = "import time\ntime.sleep(90)\n"
     subprocess.Popen(
@@ -86,7 +88,7 @@ def leave_a_process(marker):  # type: ignore[no-untyped-def]
     return "started"
 
 
-def real_entries(path):  # type: ignore[no-untyped-def]
+def real_entries(path: str) -> str:
     """The data directory's own entries, if visible (the path down to the agent's own
     workspace exists in the sandbox: it is bound at the same path)."""
     seen = set(os.listdir(path)) & {"log", "admin-token", "runs", "repos", "snapshots"}
@@ -95,20 +97,20 @@ def real_entries(path):  # type: ignore[no-untyped-def]
     return f"sees {sorted(seen)}"
 
 
-def can(action):  # type: ignore[no-untyped-def]
+def can(action: Callable[[], str]) -> str:
     try:
         return f"ok: {action()}"
     except Exception as exc:
         return f"FAILED: {type(exc).__name__}: {exc}"
 
 
-def write(path):  # type: ignore[no-untyped-def]
+def write(path: str) -> str:
     with open(path, "w") as file:
         file.write("mine\n")
     return f"wrote {path}"
 
 
-def run(argv):  # type: ignore[no-untyped-def]
+def run(argv: list[str]) -> str:
     return subprocess.run(argv, capture_output=True, check=True, timeout=30).stdout.decode()[:60]
 
 

@@ -5,7 +5,6 @@ of them, which proves every check can see an escape."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
