@@ -53,6 +53,7 @@ def _install(root: Path) -> None:
     for source in (package / "sandbox").glob("*.py"):
         shutil.copy(source, root / "service" / "sandbox")
     for module in (msgspec, psutil):
+        assert module.__file__ is not None
         shutil.copytree(Path(module.__file__).parent, root / module.__name__)
     shutil.copy(Path(__file__).with_name("nonroot_driver.py"), root)
 
