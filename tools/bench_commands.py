@@ -1,4 +1,4 @@
-"""`rewind bench log|replay|api`: benchmarks whose every figure has a baseline from the same run."""
+"""`rewind bench log|replay|api|launch`: benchmarks, every figure with a same-run baseline."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tools import bench_api, bench_log, bench_replay
+from service.sandbox.host import SandboxUnavailableError
+from tools import bench_api, bench_launch, bench_log, bench_replay
 from tools.exits import ERROR
 from tools.output import console, emit_json, fail
 
@@ -81,6 +82,27 @@ def api(
             bench_api.verdicts,
         )
     except bench_api.BenchError as err:
+        fail(str(err))
+        raise typer.Exit(ERROR) from None
+
+
+@app.command("launch")
+def launch(
+    rounds: Annotated[
+        int, typer.Option("--rounds", help="Launches per contender.", min=1)
+    ] = bench_launch.DEFAULT_ROUNDS,
+    directory: ScratchOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Launch-to-first-output p50/p99 of an agent: unconfined vs in the sandbox (issue 14)."""
+    try:
+        _run(
+            lambda scratch: bench_launch.run(rounds, scratch),
+            directory,
+            json,
+            bench_launch.verdicts,
+        )
+    except SandboxUnavailableError as err:
         fail(str(err))
         raise typer.Exit(ERROR) from None
 
