@@ -40,7 +40,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 pytest: venv sandbox-tools  # two workers: most tests wait on real processes, disks and sockets
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 test: lint typecheck pytest
 

@@ -21,6 +21,7 @@ from service.sandbox import bwrap, tools
 from service.sandbox.spec import SandboxSpec
 
 DEFAULT_AGENT_USER = "rewind-agent"
+_OR_NONE = 'or set sandbox = "none" in the config to run agents unconfined (admins\' jobs only)'
 _PROBE_TIMEOUT_S = 20.0
 
 
@@ -93,8 +94,7 @@ def prepare(mode: str, agent_user: str, allow: list[str]) -> SandboxHost:
     if missing:
         raise SandboxUnavailableError(
             f"the agent sandbox needs {', '.join(missing)} (Debian: apt-get install bubblewrap "
-            'slirp4netns util-linux nftables); or set sandbox = "none" in the config to run '
-            "agents unconfined (admins' jobs only)"
+            f"slirp4netns util-linux nftables); {_OR_NONE}"
         )
     uid = gid = None
     user = None
@@ -121,10 +121,14 @@ def ensure_user(name: str) -> pwd.struct_passwd:
     try:
         result = subprocess.run(command, capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SandboxUnavailableError(f"cannot create the agent user {name!r}: {exc}") from exc
+        raise SandboxUnavailableError(
+            f"cannot create the agent user {name!r}: {exc}; {_OR_NONE}"
+        ) from exc
     if result.returncode != 0 and not _exists(name):
         detail = result.stderr.decode("utf-8", "replace").strip()
-        raise SandboxUnavailableError(f"cannot create the agent user {name!r}: {detail}")
+        raise SandboxUnavailableError(
+            f"cannot create the agent user {name!r}: {detail}; {_OR_NONE}"
+        )
     return pwd.getpwnam(name)
 
 
@@ -183,6 +187,6 @@ def _advice(problem: str) -> str:
     return (
         f"the agent sandbox does not work on this host: {problem}. It needs unprivileged user "
         "namespaces (sysctl user.max_user_namespaces > 0, and on Debian/Ubuntu "
-        "kernel.unprivileged_userns_clone = 1 / no AppArmor restriction on bwrap); or set "
-        'sandbox = "none" in the config to run agents unconfined (admins\' jobs only)'
+        "kernel.unprivileged_userns_clone = 1 / no AppArmor restriction on bwrap) and, for a "
+        f"server that is not root, /dev/net/tun usable by its user; {_OR_NONE}"
     )

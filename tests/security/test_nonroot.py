@@ -29,6 +29,8 @@ import service
 from tests.security.conftest import BAIT_DIR, PRIVATE_IP, Bait, probe_prompt
 from tests.security.test_sandbox import ABILITIES, ESCAPES
 
+pytestmark = pytest.mark.xdist_group("sandbox-bait")
+"""One worker runs every test that uses the bait: it adds addresses to lo and owns a socket."""
 USER = "rewind-nonroot-test"
 TUN = Path("/dev/net/tun")
 SYSTEM_PYTHON = shutil.which("python3", path=os.defpath) or "/usr/bin/python3"
