@@ -61,7 +61,7 @@ class Sandboxed:
 
 class _Dirs:
     """The job's directories as bwrap finds them: their own paths when bwrap runs as the
-    server's user, else their staged names (`_stage_and_drop`)."""
+    server's user, else their staged names (see `_child_setup`)."""
 
     def __init__(self, spec: SandboxSpec) -> None:
         own = {"workspace": spec.workspace, "home": spec.home, "tmp": spec.tmp}
@@ -74,7 +74,7 @@ class _Dirs:
         return f"{STAGE}/{name}" if self.staged else self.sources[name]
 
 
-def bwrap_arguments(
+def _arguments(
     spec: SandboxSpec,
     env: Mapping[str, str],
     dirs: _Dirs,
@@ -201,7 +201,7 @@ def _spawn(
     resolv_fd = _memfd(RESOLV_CONF)
     args_fd = -1
     try:
-        arguments = bwrap_arguments(
+        arguments = _arguments(
             spec, env, dirs, seccomp_fd=seccomp_fd, resolv_fd=resolv_fd, sync=sync
         )
         args_fd = _memfd(b"".join(arg.encode() + b"\0" for arg in arguments))
