@@ -100,6 +100,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
             sandbox=self.sandbox,
         )
 
+    def secret_env(self, agent: str) -> dict[str, str]:
+        """The agent's credentials (`[agents.NAME] secret_env`), checked at load time."""
+        table = self.agents.get(agent, {})
+        return dict(table.get("secret_env", {}))
+
 
 def load_config(path: Path | None, **overrides: Any) -> Config:
     """The config from ``path`` (the embedded defaults when None), with ``overrides`` on top."""

@@ -100,16 +100,20 @@ class AgentTemplate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How to continue an earlier session of this agent in the same workspace, if it can."""
     network: bool = True
     """Whether the agent's sandbox reaches the network (its model's API); False: none at all."""
+    secret_env: dict[str, str] = msgspec.field(default_factory=dict)
+    """Credentials (an API key): added to this agent's environment only, and unlike `env`
+    never recorded in the log (the settings in force are; these stay in the config)."""
 
     def __post_init__(self) -> None:
         _check_command(self.command, "command")
         if self.resume_command is not None:
             _check_command(self.resume_command, "resume_command")
-        for key, value in self.env.items():
-            if not key or "=" in key or "\0" in key:
-                raise TemplateError(f"env: invalid variable name {key!r}")
-            if "\0" in value:
-                raise TemplateError(f"env.{key}: contains a NUL byte")
+        for field, variables in (("env", self.env), ("secret_env", self.secret_env)):
+            for key, value in variables.items():
+                if not key or "=" in key or "\0" in key:
+                    raise TemplateError(f"{field}: invalid variable name {key!r}")
+                if "\0" in value:
+                    raise TemplateError(f"{field}.{key}: contains a NUL byte")
 
 
 def _check_command(command: Sequence[str], field: str) -> None:
