@@ -162,7 +162,7 @@ def _report(report_w: int, message: str) -> bool:
 
 def _detach_stdio(run: RunDir) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
-    log = os.open(run.wrapper_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    log = os.open(run.wrapper_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -184,7 +184,7 @@ def _touch(run: RunDir, *, create: bool = False) -> None:
         except FileNotFoundError:
             _log("heartbeat file vanished; recreating it")
             fsutil.make_dirs(run.path)
-    os.close(os.open(run.heartbeat, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    os.close(os.open(run.heartbeat, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     os.utime(run.heartbeat)
 
 
@@ -240,7 +240,7 @@ class _Supervisor:
                 code=None, signal=self.stop.received, error="stopped before the agent started"
             )
         output = os.open(
-            self.run_dir.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            self.run_dir.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
         try:
             agent = subprocess.Popen(
