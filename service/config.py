@@ -14,6 +14,7 @@ Example (every key optional)::
     workspace_root = "workspaces"          # relative to the data directory, or absolute
     snapshot_every = 10000
     callback_forbid_private = true         # production: no webhooks to private addresses
+    metrics_public = false                 # /metrics without a token (a scraper's network)
 
     [agents.my-agent]
     command = ["my-agent", "--model", "{model}", "--", "{prompt}"]
@@ -58,6 +59,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     kill_grace_seconds: float = 10.0
     reconcile_interval: float = 1.0
     """Longest pause of a reconciler between looks at the state (they also wake on change)."""
+    metrics_public: bool = False
+    """/metrics answers without a token. Off by default: the metrics name repositories and
+    show the server's load to anyone who can reach the port."""
     agents: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
     def settings(self) -> ServerSettings:
