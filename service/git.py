@@ -24,7 +24,8 @@ from pathlib import Path
 import anyio
 
 from eventlog import fsutil
-from service.git_inputs import redact, validate_branch, validate_url
+from projections.redact import redact_url
+from service.git_inputs import validate_branch, validate_url
 from service.run_command import (
     CommandResult,
     CommandTimeoutError,
@@ -91,7 +92,7 @@ async def run_git(
     ok_codes: tuple[int, ...] = (0,),
 ) -> CommandResult:
     """Run `git ARGS` on `target` (also the working directory unless `cwd` is given)."""
-    command = redact(" ".join(["git", *args]))
+    command = redact_url(" ".join(["git", *args]))
     target = target.absolute()
     try:
         result = await run_command(
@@ -114,7 +115,7 @@ def _trim(stderr: bytes) -> str:
     """git's message on one line: its fatal/error lines if any, else all of it, bounded."""
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     important = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    text = redact(" | ".join(important or lines))
+    text = redact_url(" | ".join(important or lines))
     return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
 
 
@@ -156,13 +157,15 @@ async def clone(
 async def _existing_clone(url: str, dest: Path, branch: str | None) -> str:
     problem = await check_health(dest)
     if problem is not None:
-        raise GitError(f"git clone {redact(url)}", f"{dest} exists and is not usable: {problem}")
+        raise GitError(
+            f"git clone {redact_url(url)}", f"{dest} exists and is not usable: {problem}"
+        )
     origin = await run_git(["config", "--get", "remote.origin.url"], target=dest, ok_codes=(0, 1))
     current = await current_branch(dest)
     if origin.stdout.decode().strip() != url or (branch is not None and current != branch):
         raise GitError(
-            f"git clone {redact(url)}",
-            f"{dest} already holds a clone of {redact(origin.stdout.decode().strip())!r} "
+            f"git clone {redact_url(url)}",
+            f"{dest} already holds a clone of {redact_url(origin.stdout.decode().strip())!r} "
             f"on branch {current!r}",
         )
     return await head(dest)

@@ -13,6 +13,8 @@ import os
 import re
 from urllib.parse import urlsplit
 
+from projections.redact import redact_url
+
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _TRANSPORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.-]*::")
 _SSH_SCHEMES = {"ssh", "git+ssh", "ssh+git"}
@@ -64,7 +66,7 @@ def _validate_scheme_url(url: str, scheme: str) -> str:
     if scheme != "https" and scheme not in _SSH_SCHEMES:
         raise InvalidGitUrlError(f"unsupported git URL scheme {scheme!r}")
     if not parts.hostname:
-        raise InvalidGitUrlError(f"the git URL {redact(url)!r} has no host")
+        raise InvalidGitUrlError(f"the git URL {redact_url(url)!r} has no host")
     if parts.hostname.startswith("-") or (parts.username or "").startswith("-"):
         raise InvalidGitUrlError("a git URL's host or user may not start with '-'")
     return url
@@ -77,13 +79,6 @@ def _validate_scp_like(url: str, authority: str, path: str) -> str:
     if host.startswith("-") or user.startswith("-"):
         raise InvalidGitUrlError("a git URL's host or user may not start with '-'")
     return url
-
-
-def redact(text: str) -> str:
-    """Every `scheme://user:secret@` credential in `text` replaced by `***`, and the user of
-    `https://user@`, which is a token there (`https://<token>@github.com/...`)."""
-    text = re.sub(r"(://[^/@\s:]*:)[^/@\s]*@", r"\1***@", text)
-    return re.sub(r"(https://)[^/@\s:]+@", r"\1***@", text)
 
 
 def validate_branch(branch: str) -> str:

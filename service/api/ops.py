@@ -8,6 +8,7 @@ from litestar import Request, Response, get
 
 from projections.lifecycle import JobStatus
 from projections.plain import as_plain
+from projections.redact import redacted
 from service.api.deps import caller, context, runtime_of
 from service.api.problems import ApiError
 from service.metrics import Gauges
@@ -117,7 +118,9 @@ async def recovery(request: Request[Any, Any, Any]) -> dict[str, Any]:
     rt, user = await context(request)
     if user.role != "admin":
         raise ApiError(403, "forbidden", "this needs an admin token")
-    reports = [{"seq": seq, **as_plain(report)} for seq, report in rt.state.server.recoveries]
+    reports = [
+        {"seq": seq, **redacted(as_plain(report))} for seq, report in rt.state.server.recoveries
+    ]
     return {
         "latest": reports[-1] if reports else None,
         "reports": reports,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from projections.redact import redact_url
 from service.git_inputs import (
     InvalidBranchError,
     InvalidGitUrlError,
-    redact,
     validate_branch,
     validate_url,
 )
@@ -73,7 +73,8 @@ def test_rejected_urls_say_why(url: str, why: str) -> None:
 
 def test_credentials_never_reach_a_message() -> None:
     assert (
-        redact("fatal: https://bob:s3cret@host/x failed") == "fatal: https://bob:***@host/x failed"
+        redact_url("fatal: https://bob:s3cret@host/x failed")
+        == "fatal: https://bob:***@host/x failed"
     )
     with pytest.raises(InvalidGitUrlError) as caught:
         validate_url("https://bob:s3cret@/x")
