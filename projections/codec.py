@@ -12,8 +12,9 @@ import msgspec
 from projections.errors import ProjectionError, StateVersionError
 from projections.state import State
 
-STATE_VERSION = 2
-"""Bump whenever the shape of ``State`` (or of an event it embeds) changes."""
+STATE_VERSION = 3
+"""Bump whenever the shape of ``State`` (or of an event it embeds) changes. 3: repositories
+record the names of their variables and whether their URL had credentials (issue 14)."""
 
 
 class _Stored(msgspec.Struct, array_like=True):

@@ -7,6 +7,11 @@ that never discovers a repository above the directory it was given (`GIT_CEILING
 a workspace under `./data` inside a git checkout must not be mistaken for that checkout), and
 that never runs hooks or an fsmonitor (a workspace's `.git/config` is the agent's to write).
 
+Credentials (`Auth`, from the secrets store) reach git as HTTP basic auth in configuration
+given through the environment (`GIT_CONFIG_COUNT`, git >= 2.31), scoped to the one remote
+URL: never in argv (which /proc/<pid>/cmdline shows to every user), never in the clone's
+`.git/config` (which a workspace copies to the agent), never in a message.
+
 Crash safety: `clone` builds the repository beside its destination and renames it into place,
 so the destination is a whole clone or absent. `pull` is fetch + forced checkout, which reaches
 the same end state however often it runs; it first kills git processes a crashed call left
@@ -16,10 +21,13 @@ later git command fail with "index.lock: File exists".
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import unquote
 
 import anyio
 
@@ -49,6 +57,15 @@ _KEPT_GIT_VARS = {
 }
 _SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 _DETAIL_MAX = 400
+
+
+class Auth(NamedTuple):
+    """HTTP basic credentials for one remote."""
+
+    url: str
+    """The remote they are for, without userinfo; git sends them to that URL only."""
+    userinfo: str
+    """`user:password` or a token alone, percent-encoded as in a URL."""
 
 
 class GitError(Exception):
@@ -83,6 +100,18 @@ def git_env(target: Path) -> dict[str, str]:
     return tagged_env(env, target)
 
 
+def auth_env(auth: Auth) -> dict[str, str]:
+    """git configuration, through the environment, that sends `auth` to its URL (and on to
+    where that URL redirects on the same host: curl drops the header for another host)."""
+    user, _, password = auth.userinfo.partition(":")
+    basic = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"http.{auth.url}.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+    }
+
+
 async def run_git(
     args: Sequence[str],
     *,
@@ -90,14 +119,18 @@ async def run_git(
     timeout: float = LOCAL_TIMEOUT_S,
     cwd: Path | None = None,
     ok_codes: tuple[int, ...] = (0,),
+    auth: Auth | None = None,
 ) -> CommandResult:
     """Run `git ARGS` on `target` (also the working directory unless `cwd` is given)."""
     command = redact_url(" ".join(["git", *args]))
     target = target.absolute()
+    env = git_env(target)
+    if auth is not None:
+        env.update(auth_env(auth))
     try:
         result = await run_command(
             ["git", *_SAFETY, *args],
-            env=git_env(target),
+            env=env,
             timeout=timeout,
             cwd=cwd if cwd is not None else target,
         )
@@ -120,7 +153,12 @@ def _trim(stderr: bytes) -> str:
 
 
 async def clone(
-    url: str, dest: Path, branch: str | None = None, *, timeout: float = CLONE_TIMEOUT_S
+    url: str,
+    dest: Path,
+    branch: str | None = None,
+    *,
+    timeout: float = CLONE_TIMEOUT_S,
+    auth: Auth | None = None,
 ) -> str:
     """Clone `url` (its `branch`, else its default branch) to `dest`; return the HEAD commit.
 
@@ -142,7 +180,9 @@ async def clone(
     if branch is not None:
         args += ["--branch", branch]
     try:
-        await run_git([*args, "--", url, str(temp)], target=temp, cwd=dest.parent, timeout=timeout)
+        await run_git(
+            [*args, "--", url, str(temp)], target=temp, cwd=dest.parent, timeout=timeout, auth=auth
+        )
         commit = await head(temp)
         await anyio.to_thread.run_sync(sync_filesystem, temp)
     except BaseException:
@@ -172,7 +212,11 @@ async def _existing_clone(url: str, dest: Path, branch: str | None) -> str:
 
 
 async def pull(
-    repo_dir: Path, branch: str | None = None, *, timeout: float = FETCH_TIMEOUT_S
+    repo_dir: Path,
+    branch: str | None = None,
+    *,
+    timeout: float = FETCH_TIMEOUT_S,
+    auth: Auth | None = None,
 ) -> str:
     """Make `repo_dir` exactly `origin/<branch>` (default: its current branch); return HEAD.
 
@@ -190,7 +234,7 @@ async def pull(
     remote_ref = f"refs/remotes/origin/{branch}"
     refspec = f"+refs/heads/{branch}:{remote_ref}"
     fetch = ["fetch", "--quiet", "--no-tags", "origin", refspec]
-    await run_git(fetch, target=repo, timeout=timeout)
+    await run_git(fetch, target=repo, timeout=timeout, auth=auth)
     await run_git(["checkout", "--quiet", "--force", "-B", branch, remote_ref, "--"], target=repo)
     return await head(repo)
 

@@ -59,6 +59,7 @@ from service.reconcile import (
 )
 from service.reconcile.loop import run_forever
 from service.recovery import recover
+from service.repo_secrets import RepoSecrets
 from service.runtime import Runtime
 from service.secrets_store import SecretsStore
 from service.snapshotter import Snapshotter
@@ -171,12 +172,14 @@ async def _runtime(
         docker = await anyio.to_thread.run_sync(DockerGateway.connect)
     except DockerError as err:
         docker_error = str(err)
+    secrets = SecretsStore(opened.data_dir.secrets)
     rt = Runtime(
         data_dir=opened.data_dir,
         config=config,
         engine=engine,
         tasks=tasks,
-        secrets=SecretsStore(opened.data_dir.secrets),
+        secrets=secrets,
+        repo_secrets=RepoSecrets(secrets),
         http=http,
         boot_id=str(uuid.uuid4()),
         base_url=base_url,

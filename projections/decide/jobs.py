@@ -35,7 +35,6 @@ from projections.events import (
 from projections.jobs import Job
 from projections.state import State
 
-ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SIDECAR_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
 DEFAULT_AGENT: Final = "claude-code"
 MAX_PROMPT: Final = 1_000_000
@@ -75,9 +74,7 @@ def create(state: State, command: CreateJob, now: float) -> list[Event]:
             "invalid_timeout",
             f"timeoutSeconds must be in (0, {settings.max_timeout_seconds:g}]",
         )
-    for name in command.env:
-        if not ENV_NAME.fullmatch(name):
-            raise invalid("invalid_env", f"{name!r} is not an environment variable name")
+    common.check_env_names(command.env)
     _check_sidecars(command.sidecars)
     if len(command.callbacks) > MAX_CALLBACKS:
         raise invalid("too_many_callbacks", f"at most {MAX_CALLBACKS} callbacks per job")

@@ -17,7 +17,7 @@ from service.api.models import (
     JobOptionsIn,
     JobOut,
     RepoOut,
-    RepoSettingsIn,
+    RepoSettingsOut,
     SidecarIn,
 )
 from service.api.problems import ApiError
@@ -114,10 +114,10 @@ def repo_out(state: State, repo: Repo) -> RepoOut:
         git_url=redact_url(repo.spec.git_url),
         branch=repo.spec.branch,
         description=repo.spec.description,
-        settings=RepoSettingsIn(
+        settings=RepoSettingsOut(
             index_command=settings.index_command,
             default_agent=settings.default_agent,
-            env=settings.env,
+            env_names=settings.variables,
         ),
         clone_status=repo.clone,
         clone_error=repo.clone_error,

@@ -132,6 +132,7 @@ def command_line(rt: Runtime, job: Job) -> tuple[list[str], dict[str, str]]:
     )
     env = {name: os.environ[name] for name in _BASE_ENV if name in os.environ}
     env.update(spec.env)
+    env.update(rt.repo_secrets.env(rt.state.repos.get(job.spec.repo)))
     env.update(job.spec.options.env)
     env["REWIND_JOB_ID"] = job.job_id
     return argv, env
