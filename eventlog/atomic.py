@@ -14,7 +14,7 @@ import google_crc32c
 
 from eventlog import fsutil
 from eventlog.errors import CorruptFileError
-from eventlog.vfs import REAL, FileSystem
+from eventlog.vfs import FILE_MODE, REAL, FileSystem
 
 TEMP_PREFIX = ".rewind-tmp-"
 """Every temp file the engine makes starts with this; a log directory's are removed at open,
@@ -26,11 +26,12 @@ _SEAL_VERSION = 1
 
 
 def atomic_write(
-    path: Path | str, data: bytes, fs: FileSystem = REAL, *, mode: int = 0o644
+    path: Path | str, data: bytes, fs: FileSystem = REAL, *, mode: int = FILE_MODE
 ) -> None:
     """Replace `path` with `data` so that a crash at any instant leaves old or new, whole.
 
-    `mode` applies from the temp file's creation (secrets are never readable in between)."""
+    `mode` (the owner's alone by default) applies from the temp file's creation: a secret is
+    never readable by others, not even in between."""
     path = Path(path)
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
     fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -74,7 +75,7 @@ def unseal(blob: bytes, origin: Path) -> bytes:
 
 
 def write_checked(
-    path: Path | str, data: bytes, fs: FileSystem = REAL, *, mode: int = 0o644
+    path: Path | str, data: bytes, fs: FileSystem = REAL, *, mode: int = FILE_MODE
 ) -> None:
     """atomic_write of a sealed copy of `data`."""
     atomic_write(path, seal(data), fs, mode=mode)

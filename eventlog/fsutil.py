@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from eventlog.vfs import REAL, FileSystem
+from eventlog.vfs import DIR_MODE, REAL, FileSystem
 
 _NO_FALLOCATE = {errno.EOPNOTSUPP, errno.ENOSYS}
 
@@ -17,7 +17,7 @@ def fsync_dir(path: Path, fs: FileSystem = REAL) -> None:
 
 
 def make_dirs(path: Path, fs: FileSystem = REAL) -> None:
-    """mkdir -p whose every new level is durable in its parent."""
+    """mkdir -p whose every new level is durable in its parent and private (0700)."""
     path = path.absolute()
     missing: list[Path] = []
     probe = path
@@ -26,7 +26,7 @@ def make_dirs(path: Path, fs: FileSystem = REAL) -> None:
         probe = probe.parent
     for directory in reversed(missing):
         try:
-            fs.mkdir(directory)
+            fs.mkdir(directory, DIR_MODE)
         except FileExistsError:
             continue
         fs.fsync_dir(directory.parent)

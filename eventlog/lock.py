@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from eventlog.errors import LogLockedError
-from eventlog.vfs import REAL, FileSystem
+from eventlog.vfs import FILE_MODE, REAL, FileSystem
 
 LOCK_NAME = "LOCK"
 
@@ -23,7 +23,7 @@ class DirLock:
         self.path = directory / LOCK_NAME
         self._fs = fs
         existed = fs.exists(self.path)
-        fd = fs.open(self.path, os.O_RDWR | os.O_CREAT)
+        fd = fs.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fs.lock(fd)
         except BlockingIOError:

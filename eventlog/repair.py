@@ -28,7 +28,7 @@ from eventlog.segment import (
     list_segments,
 )
 from eventlog.snapshot import SnapshotStore
-from eventlog.vfs import REAL, FileSystem
+from eventlog.vfs import DIR_MODE, REAL, FileSystem
 
 
 class RepairReport(msgspec.Struct, frozen=True):
@@ -173,7 +173,7 @@ class _Backup:
         for attempt in range(1000):
             backup = self._log_dir / (stamp if attempt == 0 else f"{stamp}-{attempt}")
             try:
-                self._fs.mkdir(backup)
+                self._fs.mkdir(backup, DIR_MODE)
             except FileExistsError:
                 continue
             fsutil.fsync_dir(self._log_dir, self._fs)

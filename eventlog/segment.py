@@ -17,7 +17,7 @@ import google_crc32c
 from eventlog import fsutil
 from eventlog.atomic import TEMP_PREFIX
 from eventlog.errors import CorruptLogError, LogError, UnsupportedFormatError
-from eventlog.vfs import REAL, FileSystem
+from eventlog.vfs import FILE_MODE, REAL, FileSystem
 
 MAGIC = b"RWSG"
 FORMAT_VERSION = 2
@@ -100,7 +100,7 @@ def create_segment(
     """Create an empty segment durably: temp, header, preallocation, fsync, rename, fsync dir."""
     final = log_dir / segment_name(first_seq)
     tmp = log_dir / f"{TEMP_PREFIX}{final.name}"
-    fd = fs.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    fd = fs.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         fsutil.write_all(fs, fd, encode_header(first_seq))
         fs.fsync(fd)

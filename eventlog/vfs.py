@@ -20,6 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+FILE_MODE = 0o600
+"""Every file the engine creates: the log, snapshots and secrets are the server user's alone
+(the log holds password and token hashes). Passed explicitly, so a library user who never set
+a umask is as safe as the server, which also sets one."""
+DIR_MODE = 0o700
+"""Every directory the engine creates, for the same reason."""
+
 
 class DirEntry(NamedTuple):
     name: str
@@ -52,7 +59,7 @@ class FileSystem:
 
     # -- files, by descriptor ------------------------------------------------------------------
 
-    def open(self, path: Path, flags: int, mode: int = 0o644) -> int:
+    def open(self, path: Path, flags: int, mode: int = FILE_MODE) -> int:
         return os.open(path, flags | os.O_CLOEXEC, mode)
 
     def close(self, fd: int) -> None:
@@ -110,8 +117,8 @@ class FileSystem:
     def unlink(self, path: Path) -> None:
         os.unlink(path)
 
-    def mkdir(self, path: Path) -> None:
-        os.mkdir(path)
+    def mkdir(self, path: Path, mode: int = DIR_MODE) -> None:
+        os.mkdir(path, mode)
 
     def fsync_dir(self, path: Path) -> None:
         """Persist the entries of a directory: creations, renames and unlinks inside it."""

@@ -13,7 +13,9 @@ from projections.errors import ProjectionError, StateVersionError
 from projections.state import State
 
 STATE_VERSION = 3
-"""Bump whenever the shape of ``State`` (or of an event it embeds) changes."""
+"""Bump whenever the shape of ``State`` (or of an event it embeds) changes. 3 (issue 14):
+repositories record the names of their variables and whether their URL had credentials; the
+settings record `job_env_allow`, `sandbox` and each agent's `network`."""
 
 
 class _Stored(msgspec.Struct, array_like=True):

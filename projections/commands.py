@@ -96,6 +96,8 @@ class RegisterRepo(_Command, frozen=True):
     branch: str
     description: str = ""
     settings: RepoSettings = RepoSettings()
+    credentials: bool = False
+    """The shell keeps the URL's credentials in its secrets store; ``git_url`` shows ``***``."""
 
 
 class ChangeRepoSettings(_Command, frozen=True):

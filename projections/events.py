@@ -9,8 +9,10 @@ Times that rules use (deadlines, retry times, lease expiries, the start and end 
 the statistics) are facts inside the events, set by ``decide`` from the ``now`` it is given.
 The envelope's ``ts`` is for display only, and the log's seq is the sole order.
 
-Secrets never enter the log: passwords and API tokens appear only as hashes, and webhook
-secrets live in 0600 files beside it (the service's ``secrets`` store), named by callback id.
+Secrets never enter the log: passwords and API tokens appear only as hashes; webhook secrets,
+the credentials of repository URLs and the values of repository variables live in 0600 files
+beside it (the service's ``secrets`` store). Outputs for people hide the hashes too
+(``redact.py``).
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ class RepoSettings(_Value, frozen=True):
     """Run in the clone after each pull, under the repository lock (e.g. a code indexer)."""
     default_agent: str | None = None
     env: dict[str, str] = {}
+    """Values, as logs written before secrets left the log recorded them; now always empty."""
+    env_names: list[str] = []
+    """The repository's environment variables (for its index command and its agents), by
+    name, sorted: their values are API keys and the like, kept in the secrets store."""
+
+    @property
+    def variables(self) -> list[str]:
+        """Every variable the settings define, however recorded."""
+        return sorted({*self.env, *self.env_names})
 
 
 class AgentSpec(_Value, frozen=True):
@@ -183,9 +194,13 @@ class TokenRevoked(_Event, tag="token.revoked", frozen=True):
 class RepoRegistered(_Event, tag="repo.registered", frozen=True):
     repo: str
     git_url: str
+    """With ``***`` for its credentials (``https://bob:***@host/x.git``) when ``credentials``."""
     branch: str
     description: str
     settings: RepoSettings
+    credentials: bool = False
+    """The URL's credentials were split off at registration, into the secrets store; git gets
+    them from there. (Logs written before that hold them in ``git_url`` itself.)"""
 
 
 class RepoSettingsChanged(_Event, tag="repo.settings-changed", frozen=True):

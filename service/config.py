@@ -19,6 +19,7 @@ Example (every key optional)::
     sandbox = "bubblewrap"                 # or "none": agents unconfined, only admins' jobs
     agent_user = "rewind-agent"            # agents' account when the server runs as root
     agent_network_allow = ["192.0.2.10:8080"]  # reachable by agents despite the rules
+    metrics_public = false                 # /metrics without a token (a scraper's network)
 
     [agents.my-agent]
     command = ["my-agent", "--model", "{model}", "--", "{prompt}"]
@@ -70,6 +71,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     agent_network_allow: list[str] = msgspec.field(default_factory=list)
     """Destinations agents may reach despite the sandbox's network rules: `ADDRESS`,
     `ADDRESS/PREFIX` or `ADDRESS:PORT` (e.g. a model gateway on a host port)."""
+    metrics_public: bool = False
+    """/metrics answers without a token. Off by default: the metrics name repositories and
+    show the server's load to anyone who can reach the port."""
     agents: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     job_env_allow: list[str] = msgspec.field(default_factory=lambda: ["*"])
     sandbox: Sandbox = "bubblewrap"

@@ -7,6 +7,11 @@ that never discovers a repository above the directory it was given (`GIT_CEILING
 a workspace under `./data` inside a git checkout must not be mistaken for that checkout), and
 that never runs hooks or an fsmonitor (a workspace's `.git/config` is the agent's to write).
 
+Credentials (`Auth`, from the secrets store) reach git as HTTP basic auth in configuration
+given through the environment (`GIT_CONFIG_COUNT`, git >= 2.31), scoped to the one remote
+URL: never in argv (which /proc/<pid>/cmdline shows to every user), never in the clone's
+`.git/config` (which a workspace copies to the agent), never in a message.
+
 Crash safety: `clone` builds the repository beside its destination and renames it into place,
 so the destination is a whole clone or absent. `pull` is fetch + forced checkout, which reaches
 the same end state however often it runs; it first kills git processes a crashed call left
@@ -16,17 +21,21 @@ later git command fail with "index.lock: File exists".
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import unquote
 
 import anyio
 
 from eventlog import fsutil
-from service.git_inputs import redact, validate_branch, validate_url
+from projections.redact import redact_url
+from service.git_inputs import validate_branch, validate_url
 from service.run_command import (
     CommandResult,
     CommandTimeoutError,
@@ -52,6 +61,15 @@ _KEPT_GIT_VARS = {
 }
 _SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 _DETAIL_MAX = 400
+
+
+class Auth(NamedTuple):
+    """HTTP basic credentials for one remote."""
+
+    url: str
+    """The remote they are for, without userinfo; git sends them to that URL only."""
+    userinfo: str
+    """`user:password` or a token alone, percent-encoded as in a URL."""
 
 
 class GitError(Exception):
@@ -86,6 +104,18 @@ def git_env(target: Path) -> dict[str, str]:
     return tagged_env(env, target)
 
 
+def auth_env(auth: Auth) -> dict[str, str]:
+    """git configuration, through the environment, that sends `auth` to its URL (and on to
+    where that URL redirects on the same host: curl drops the header for another host)."""
+    user, _, password = auth.userinfo.partition(":")
+    basic = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"http.{auth.url}.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+    }
+
+
 async def run_git(
     args: Sequence[str],
     *,
@@ -93,6 +123,7 @@ async def run_git(
     timeout: float = LOCAL_TIMEOUT_S,
     cwd: Path | None = None,
     ok_codes: tuple[int, ...] = (0,),
+    auth: Auth | None = None,
     sandbox: SandboxSpec | None = None,
 ) -> CommandResult:
     """Run `git ARGS` on `target` (also the working directory unless `cwd` is given).
@@ -100,10 +131,12 @@ async def run_git(
     With `sandbox`, git runs inside it, as the agent: the way to read a workspace, whose
     `.git/config` and `.gitattributes` the agent wrote (a filter driver there runs a command of
     its choosing), and which belongs to the agent's uid."""
-    command = redact(" ".join(["git", *args]))
+    command = redact_url(" ".join(["git", *args]))
     target = target.absolute()
     argv = ["git", *_SAFETY, *args]
     env = git_env(target)
+    if auth is not None:
+        env.update(auth_env(auth))
     try:
         if sandbox is None:
             result = await run_command(
@@ -133,12 +166,17 @@ def _trim(stderr: bytes) -> str:
     """git's message on one line: its fatal/error lines if any, else all of it, bounded."""
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     important = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    text = redact(" | ".join(important or lines))
+    text = redact_url(" | ".join(important or lines))
     return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
 
 
 async def clone(
-    url: str, dest: Path, branch: str | None = None, *, timeout: float = CLONE_TIMEOUT_S
+    url: str,
+    dest: Path,
+    branch: str | None = None,
+    *,
+    timeout: float = CLONE_TIMEOUT_S,
+    auth: Auth | None = None,
 ) -> str:
     """Clone `url` (its `branch`, else its default branch) to `dest`; return the HEAD commit.
 
@@ -160,7 +198,9 @@ async def clone(
     if branch is not None:
         args += ["--branch", branch]
     try:
-        await run_git([*args, "--", url, str(temp)], target=temp, cwd=dest.parent, timeout=timeout)
+        await run_git(
+            [*args, "--", url, str(temp)], target=temp, cwd=dest.parent, timeout=timeout, auth=auth
+        )
         commit = await head(temp)
         await anyio.to_thread.run_sync(sync_filesystem, temp)
     except BaseException:
@@ -175,20 +215,26 @@ async def clone(
 async def _existing_clone(url: str, dest: Path, branch: str | None) -> str:
     problem = await check_health(dest)
     if problem is not None:
-        raise GitError(f"git clone {redact(url)}", f"{dest} exists and is not usable: {problem}")
+        raise GitError(
+            f"git clone {redact_url(url)}", f"{dest} exists and is not usable: {problem}"
+        )
     origin = await run_git(["config", "--get", "remote.origin.url"], target=dest, ok_codes=(0, 1))
     current = await current_branch(dest)
     if origin.stdout.decode().strip() != url or (branch is not None and current != branch):
         raise GitError(
-            f"git clone {redact(url)}",
-            f"{dest} already holds a clone of {redact(origin.stdout.decode().strip())!r} "
+            f"git clone {redact_url(url)}",
+            f"{dest} already holds a clone of {redact_url(origin.stdout.decode().strip())!r} "
             f"on branch {current!r}",
         )
     return await head(dest)
 
 
 async def pull(
-    repo_dir: Path, branch: str | None = None, *, timeout: float = FETCH_TIMEOUT_S
+    repo_dir: Path,
+    branch: str | None = None,
+    *,
+    timeout: float = FETCH_TIMEOUT_S,
+    auth: Auth | None = None,
 ) -> str:
     """Make `repo_dir` exactly `origin/<branch>` (default: its current branch); return HEAD.
 
@@ -206,7 +252,7 @@ async def pull(
     remote_ref = f"refs/remotes/origin/{branch}"
     refspec = f"+refs/heads/{branch}:{remote_ref}"
     fetch = ["fetch", "--quiet", "--no-tags", "origin", refspec]
-    await run_git(fetch, target=repo, timeout=timeout)
+    await run_git(fetch, target=repo, timeout=timeout, auth=auth)
     await run_git(["checkout", "--quiet", "--force", "-B", branch, remote_ref, "--"], target=repo)
     return await head(repo)
 

@@ -5,13 +5,17 @@ A URL reaches `git clone` as an argument, so it must never be read as an option 
 Git itself refuses `ext::` by default and `GIT_ALLOW_PROTOCOL` is set for every call, but a
 client deserves a clear 422 at registration rather than a git error in the background.
 Unencrypted `http://` and `git://` are refused: code fetched over them can be altered in transit.
+Credentials in an `https://` URL are split off at registration (`split_credentials`): the log
+records the URL with `***`, the secrets store keeps them, and git gets them from there.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
+
+from projections.redact import HIDDEN, redact_url
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _TRANSPORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.-]*::")
@@ -64,9 +68,11 @@ def _validate_scheme_url(url: str, scheme: str) -> str:
     if scheme != "https" and scheme not in _SSH_SCHEMES:
         raise InvalidGitUrlError(f"unsupported git URL scheme {scheme!r}")
     if not parts.hostname:
-        raise InvalidGitUrlError(f"the git URL {redact(url)!r} has no host")
+        raise InvalidGitUrlError(f"the git URL {redact_url(url)!r} has no host")
     if parts.hostname.startswith("-") or (parts.username or "").startswith("-"):
         raise InvalidGitUrlError("a git URL's host or user may not start with '-'")
+    if scheme in _SSH_SCHEMES and parts.password is not None:
+        raise InvalidGitUrlError("an ssh:// URL takes no password: ssh authenticates with keys")
     return url
 
 
@@ -79,11 +85,27 @@ def _validate_scp_like(url: str, authority: str, path: str) -> str:
     return url
 
 
-def redact(text: str) -> str:
-    """Every `scheme://user:secret@` credential in `text` replaced by `***`, and the user of
-    `https://user@`, which is a token there (`https://<token>@github.com/...`)."""
-    text = re.sub(r"(://[^/@\s:]*:)[^/@\s]*@", r"\1***@", text)
-    return re.sub(r"(https://)[^/@\s:]+@", r"\1***@", text)
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """A validated URL as the log may record it, and the credentials it held, which may not.
+
+    The credentials of an `https://` URL are its userinfo (`user:password`, or a token alone:
+    `https://<token>@github.com/...`), kept as written (percent-encoded); the recorded URL
+    shows them as `***`, the user of `user:password` kept. Other URLs carry no secret
+    (`ssh://git@host` names an account; ssh authenticates with keys) and come back whole.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https" or "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:{HIDDEN}" if colon else HIDDEN
+    return urlunsplit(parts._replace(netloc=f"{shown}@{host}")), userinfo
+
+
+def without_userinfo(url: str) -> str:
+    """The URL git is given when the credentials come from the secrets store."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def validate_branch(branch: str) -> str:

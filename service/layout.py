@@ -50,7 +50,8 @@ class DataDir(NamedTuple):
 
     @property
     def secrets(self) -> Path:
-        """Webhook secrets, one 0600 file per callback: never in the log."""
+        """Secrets, never in the log: one 0600 file per webhook, ``repo/<name>`` per
+        repository (see ``secrets_store``)."""
         return self.root / "secrets"
 
     @property

@@ -114,6 +114,7 @@ async def _check_repositories(rt: Runtime) -> int:
 
 async def _sweep(rt: Runtime) -> int:
     removed = await staging.sweep_orphans(rt)
+    removed += await rt.repo_secrets.sweep_orphans(rt.state.repos.by_name)
     try:
         removed += await sidecars.sweep_orphans(rt)
     except Exception as err:  # Docker trouble must not keep the server down

@@ -14,6 +14,7 @@ from service.config import Config
 from service.containers import DockerGateway
 from service.engine import Engine
 from service.layout import DataDir
+from service.repo_secrets import RepoSecrets
 from service.sandbox.host import SandboxHost
 from service.secrets_store import SecretsStore
 from service.tasks import Tasks
@@ -26,6 +27,8 @@ class Runtime:
     engine: Engine
     tasks: Tasks
     secrets: SecretsStore
+    """Webhook secrets, and the store's root for the other kinds."""
+    repo_secrets: RepoSecrets
     http: httpx.AsyncClient
     boot_id: str
     """This server process's boot (a fresh id per start), recorded in ``server.started``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import stat
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -59,6 +60,7 @@ from service.reconcile import (
 )
 from service.reconcile.loop import run_forever
 from service.recovery import recover
+from service.repo_secrets import RepoSecrets
 from service.runtime import Runtime
 from service.sandbox.host import SandboxHost, SandboxUnavailableError
 from service.sandbox.host import prepare as prepare_sandbox
@@ -95,6 +97,7 @@ def open_data_dir(data_dir: DataDir) -> Opened:
     """Lock and open the log (repairing a torn tail) and load the state, from the newest
     snapshot whose checkpoint this log holds."""
     fsutil.make_dirs(data_dir.root)
+    _make_private(data_dir.root)
     newest = snapshot_store(data_dir).latest()
     checkpoint = newest.checkpoint if newest else None
     try:
@@ -107,6 +110,14 @@ def open_data_dir(data_dir: DataDir) -> Opened:
         event_log.close()
         raise
     return Opened(data_dir, event_log, state, event_log.recovery, loaded)
+
+
+def _make_private(root: Path) -> None:
+    """The data directory is the server user's alone: it holds the log (password and token
+    hashes), the secrets and the agents' work. One made by hand, or before this rule, is
+    tightened to 0700, which also shuts out whatever older, wider files it may hold."""
+    if stat.S_IMODE(root.stat().st_mode) & 0o077:
+        os.chmod(root, 0o700)
 
 
 def build_app(
@@ -175,12 +186,14 @@ async def _runtime(
         docker = await anyio.to_thread.run_sync(DockerGateway.connect)
     except DockerError as err:
         docker_error = str(err)
+    secrets = SecretsStore(opened.data_dir.secrets)
     rt = Runtime(
         data_dir=opened.data_dir,
         config=config,
         engine=engine,
         tasks=tasks,
-        secrets=SecretsStore(opened.data_dir.secrets),
+        secrets=secrets,
+        repo_secrets=RepoSecrets(secrets),
         http=http,
         boot_id=str(uuid.uuid4()),
         base_url=base_url,
@@ -224,7 +237,7 @@ async def _ensure_admin(rt: Runtime) -> None:
         )
     )
     path = rt.data_dir.admin_token
-    atomic_write(path, (token + "\n").encode(), mode=0o600)
+    atomic_write(path, (token + "\n").encode())
     print(f"rewind: admin token {token} (kept in {path})", flush=True)
 
 
@@ -294,11 +307,14 @@ async def _stop(rt: Runtime, opened: Opened) -> None:
 
 
 def serve(data_dir: Path, host: str, port: int, config: Config) -> None:
-    """Run the server until SIGTERM / SIGINT."""
+    """Run the server until SIGTERM / SIGINT.
+
+    The umask comes first: every file the server, git or an agent's wrapper creates in the data
+    directory is then the server user's alone from its first byte, whatever creates it."""
+    os.umask(0o077)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per webhook is noise
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-    os.umask(0o077)  # nothing of the data directory is readable by other users
     try:
         sandbox = prepare_sandbox(config.sandbox, config.agent_user, config.agent_network_allow)
     except SandboxUnavailableError as err:

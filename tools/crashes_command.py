@@ -18,6 +18,7 @@ from eventlog import EventLog
 from projections import decode
 from projections.events import RecoveryCompleted, ServerStarted, ServerStopping
 from projections.plain import as_plain
+from projections.redact import redacted
 from service.layout import resolve
 from tools.describe import describe
 from tools.output import console, emit_json
@@ -84,7 +85,7 @@ def find_crashes(log: EventLog) -> list[dict[str, Any]]:
         elif isinstance(event, ServerStopping):
             up = False
         elif isinstance(event, RecoveryCompleted) and waiting is not None:
-            waiting["recovery"] = as_plain(event.report)
+            waiting["recovery"] = redacted(as_plain(event.report))
             waiting = None
         recent.append((record.seq, record.payload))
     return found

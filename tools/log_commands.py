@@ -17,7 +17,7 @@ from eventlog.verify import VerifyReport, verify_log
 from projections import State, decode, evolve
 from projections.invariants import check_structure
 from service.layout import resolve
-from tools.describe import describe
+from tools.describe import ShowSecrets, describe
 from tools.exits import DAMAGE
 from tools.output import console, emit_json, note, warn
 from tools.progress import RecordProgress, log_end
@@ -141,8 +141,9 @@ def dump(
     json: Annotated[
         bool, typer.Option("--json", help="JSON Lines: one object per record.")
     ] = False,
+    show_secrets: ShowSecrets = False,
 ) -> None:
-    """One record per line: seq, size and the decoded event.
+    """One record per line: seq, size and the decoded event (hashes hidden).
 
     Damage ends the dump where it is: what comes before it is printed, a warning names file,
     offset and seq, and the exit code is 1.
@@ -157,7 +158,7 @@ def dump(
             if stop is not None and record.seq > stop:
                 break
             last = record.seq
-            _print_record(describe(record.seq, record.payload), json)
+            _print_record(describe(record.seq, record.payload, show_secrets=show_secrets), json)
             if record.seq == stop:
                 _warn_tail_damage(log, stop)  # not one more read: it could be the damage
                 return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import typer
@@ -12,7 +12,7 @@ import typer
 from eventlog import CorruptLogError, EventLog, LogError
 from eventlog.lock import DirLock
 from eventlog.segment import segment_seq
-from projections import State, encode_state
+from projections import Envelope, State, encode_state
 from projections.events import tag_of
 from projections.jobs import Job
 from projections.plain import as_plain, fields_of
@@ -25,6 +25,7 @@ from service.state_store import (
     seq_at_time,
     write_snapshot,
 )
+from tools.describe import ShowSecrets, shown
 from tools.exits import DAMAGE, DamageFoundError
 from tools.output import console, emit_json, note, utc, warn
 from tools.progress import RecordProgress, log_end
@@ -44,6 +45,7 @@ def state(
     json: Annotated[
         bool, typer.Option("--json", help="The whole state (or job) as one JSON object.")
     ] = False,
+    show_secrets: ShowSecrets = False,
 ) -> None:
     """The state right after SEQ (or the last event at or before TIME): a summary, or --json.
 
@@ -60,7 +62,7 @@ def state(
         note(f"seq {target} is past the log's end; showing the state at seq {current.last_seq}")
     one = _job(current, job) if job is not None else None
     if json:
-        body = as_plain(current if one is None else one)
+        body = shown(as_plain(current if one is None else one), show_secrets)
         emit_json({"seq": current.last_seq, "load": msgspec.to_builtins(report), "state": body})
         return
     lines = summary(current) if job is None or one is None else job_lines(job, one)
@@ -138,8 +140,9 @@ def history_job(
     directory: DirArg,
     job_id: Annotated[str, typer.Argument(help="The job's id.")],
     json: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per event.")] = False,
+    show_secrets: ShowSecrets = False,
 ) -> None:
-    """Every event about one job, in order, with seq and UTC time.
+    """Every event about one job, in order, with seq and UTC time (hashes hidden).
 
     Damage in the log ends the history where it is (a warning says where; exit 1).
     """
@@ -156,7 +159,7 @@ def history_job(
                 if not about_job(envelope):
                     continue
                 found += 1
-                _print_event(seq, envelope.ts, envelope.actor, envelope.event, json)
+                _print_event(seq, envelope, show_secrets, json)
         except CorruptLogError as err:
             warn(f"{err}; the history above ends before it")
             raise typer.Exit(DAMAGE) from None
@@ -164,9 +167,10 @@ def history_job(
         raise LogError(f"no events about job {job_id!r}")
 
 
-def _print_event(seq: int, ts: float, actor: str, event: Any, json: bool) -> None:
-    fields = fields_of(event)
-    kind = tag_of(type(event))
+def _print_event(seq: int, envelope: Envelope, show_secrets: bool, json: bool) -> None:
+    fields = shown(fields_of(envelope.event), show_secrets)
+    kind = tag_of(type(envelope.event))
+    ts, actor = envelope.ts, envelope.actor
     if json:
         emit_json({"seq": seq, "ts": ts, "actor": actor, "type": kind, "event": fields})
     else:

@@ -8,10 +8,12 @@ it makes due, a lock released before its batch ends, and so on).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from typing import Final
 
 from projections.batches import Batch
-from projections.errors import conflict, not_found
+from projections.errors import conflict, invalid, not_found
 from projections.events import (
     BatchEnded,
     BatchFormed,
@@ -32,6 +34,14 @@ from projections.repos import Repo
 from projections.state import State
 
 Ending = JobCompleted | JobFailed | JobTimedOut | JobCancelled | JobLost
+ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env_names(names: Iterable[str]) -> None:
+    """Names that go into an agent's environment must be names there."""
+    for name in names:
+        if not ENV_NAME.fullmatch(name):
+            raise invalid("invalid_env", f"{name!r} is not an environment variable name")
 
 
 def job(state: State, job_id: str) -> Job:

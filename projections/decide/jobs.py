@@ -36,7 +36,6 @@ from projections.events import (
 from projections.jobs import Job
 from projections.state import State
 
-ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SIDECAR_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
 DEFAULT_AGENT: Final = "claude-code"
 MAX_PROMPT: Final = 1_000_000
@@ -122,9 +121,8 @@ def _check_env(env: dict[str, str], allow: list[str]) -> None:
     """The job's own variables: well-formed names, none of the built-in deny list, all within
     the admin's allowlist (see ``env_policy``). The agent template's and the repository's
     variables are the admin's and are not judged here."""
+    common.check_env_names(env)
     for name in env:
-        if not ENV_NAME.fullmatch(name):
-            raise invalid("invalid_env", f"{name!r} is not an environment variable name")
         row = env_policy.denied(name)
         if row is not None:
             raise invalid("env_denied", f"a job cannot set {name!r}: {row.reason}")

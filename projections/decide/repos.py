@@ -52,6 +52,7 @@ def register(state: State, command: RegisterRepo, now: float) -> list[Event]:
         raise invalid("invalid_git_url", "gitUrl is empty")
     if not command.branch.strip() or command.branch.startswith("-"):
         raise invalid("invalid_branch", f"branch {command.branch!r} is not a branch name")
+    common.check_env_names(command.settings.variables)
     return [
         RepoRegistered(
             repo=command.repo,
@@ -59,6 +60,7 @@ def register(state: State, command: RegisterRepo, now: float) -> list[Event]:
             branch=command.branch,
             description=command.description,
             settings=command.settings,
+            credentials=command.credentials,
         ),
         _clone_started(state, command.repo, now),
     ]
@@ -74,6 +76,7 @@ def _clone_started(state: State, name: str, now: float) -> RepoCloneStarted:
 
 def change_settings(state: State, command: ChangeRepoSettings, now: float) -> list[Event]:
     found = common.repo(state, command.repo)
+    common.check_env_names(command.settings.variables)
     if command.settings == found.settings:
         return []
     return [RepoSettingsChanged(repo=command.repo, settings=command.settings)]

@@ -20,6 +20,7 @@ from projections.decide.jobs import callback_id, staging_path
 from projections.events import Idempotency, Sidecar, tag_of
 from projections.lifecycle import JobStatus
 from projections.plain import fields_of
+from projections.redact import redacted
 from projections.users import User
 from service.agents.watch import read_output
 from service.api.deps import context
@@ -400,7 +401,7 @@ async def job_events(request: Request[Any, Any, Any], job_id: str) -> list[Event
     out = []
     for seq, envelope in found:
         kind = tag_of(type(envelope.event))
-        fields = fields_of(envelope.event)
+        fields = redacted(fields_of(envelope.event))
         out.append(EventOut(seq=seq, ts=envelope.ts, actor=envelope.actor, type=kind, event=fields))
     return out
 

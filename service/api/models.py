@@ -45,6 +45,14 @@ class RepoSettingsIn(_Body):
     index_command: list[str] = []
     default_agent: str | None = None
     env: dict[str, str] = {}
+    """Values are write-only: kept in the secrets store, shown back as ``envNames``."""
+
+
+class RepoSettingsOut(_Out):
+    index_command: list[str]
+    default_agent: str | None
+    env_names: list[str]
+    """The variables' names only, to every caller (their values are API keys and the like)."""
 
 
 class NewRepo(_Body):
@@ -60,7 +68,7 @@ class RepoOut(_Out):
     git_url: str
     branch: str
     description: str
-    settings: RepoSettingsIn
+    settings: RepoSettingsOut
     clone_status: str
     clone_error: str | None
     commit: str | None

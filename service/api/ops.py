@@ -8,7 +8,8 @@ from litestar import Request, Response, get
 
 from projections.lifecycle import JobStatus
 from projections.plain import as_plain
-from service.api.deps import context, runtime_of
+from projections.redact import redacted
+from service.api.deps import caller, context, runtime_of
 from service.api.problems import ApiError
 from service.metrics import Gauges
 from service.runtime import Runtime
@@ -64,7 +65,11 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 
 @get("/metrics", media_type="text/plain; version=0.0.4", opt={"public": True})
 async def metrics(request: Request[Any, Any, Any]) -> str:
+    """Any user's bearer token, unless the config says ``metrics_public = true`` (the route
+    is public to the middleware, so that this choice is made here, once)."""
     rt = runtime_of(request)
+    if not rt.config.metrics_public:
+        caller(rt, request)
     state = rt.state
     gauges: Gauges = {
         "rewind_jobs": (
@@ -120,7 +125,9 @@ async def recovery(request: Request[Any, Any, Any]) -> dict[str, Any]:
     rt, user = await context(request)
     if user.role != "admin":
         raise ApiError(403, "forbidden", "this needs an admin token")
-    reports = [{"seq": seq, **as_plain(report)} for seq, report in rt.state.server.recoveries]
+    reports = [
+        {"seq": seq, **redacted(as_plain(report))} for seq, report in rt.state.server.recoveries
+    ]
     return {
         "latest": reports[-1] if reports else None,
         "reports": reports,

@@ -7,6 +7,7 @@ import time
 
 from projections import State
 from projections.jobs import Job
+from projections.redact import redact_url
 from projections.repos import Repo
 from projections.users import User
 from service.api.models import (
@@ -16,11 +17,10 @@ from service.api.models import (
     JobOptionsIn,
     JobOut,
     RepoOut,
-    RepoSettingsIn,
+    RepoSettingsOut,
     SidecarIn,
 )
 from service.api.problems import ApiError
-from service.git_inputs import redact
 
 
 def visible_job(state: State, user: User, job_id: str) -> Job:
@@ -111,13 +111,13 @@ def repo_out(state: State, repo: Repo) -> RepoOut:
     settings = repo.settings
     return RepoOut(
         name=repo.name,
-        git_url=redact(repo.spec.git_url),
+        git_url=redact_url(repo.spec.git_url),
         branch=repo.spec.branch,
         description=repo.spec.description,
-        settings=RepoSettingsIn(
+        settings=RepoSettingsOut(
             index_command=settings.index_command,
             default_agent=settings.default_agent,
-            env=settings.env,
+            env_names=settings.variables,
         ),
         clone_status=repo.clone,
         clone_error=repo.clone_error,

@@ -16,12 +16,14 @@ async def start_clones(rt: Runtime) -> None:
 
 
 async def clone(rt: Runtime, name: str) -> None:
-    """Idempotent: a clone interrupted by a crash is cleaned up and made again."""
+    """Idempotent: a clone interrupted by a crash is cleaned up and made again. The URL's
+    credentials, if it had any, come from the secrets store."""
     repo = rt.state.repos.get(name)
     if repo is None or repo.clone != "cloning":
         return
     try:
-        commit = await git.clone(repo.spec.git_url, rt.data_dir.repos / name, repo.spec.branch)
+        url, auth = rt.repo_secrets.auth(repo)
+        commit = await git.clone(url, rt.data_dir.repos / name, repo.spec.branch, auth=auth)
     except (git.GitError, OSError, ValueError) as err:
         await record(rt, FinishClone(repo=name, error=str(err)))
         return

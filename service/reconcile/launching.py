@@ -135,8 +135,8 @@ def sandbox_of(rt: Runtime, job: Job, run_dir: Path) -> SandboxSpec | None:
 
 def command_line(rt: Runtime, job: Job) -> tuple[list[str], dict[str, str]]:
     """The agent's argv (from its template, never through a shell) and exact environment:
-    the job's variables, then the template's and its `secret_env` (the admin's, which win;
-    the secrets come from the config, never from the log)."""
+    the job's variables, then the repository's, the template's and its `secret_env` (the
+    admin's, which win; secret values come from the store and the config, never the log)."""
     spec = rt.state.server.settings.agents[job.spec.agent]
     template = AgentTemplate(
         command=spec.command, env=spec.env, resume_command=spec.resume_command or None
@@ -156,6 +156,7 @@ def command_line(rt: Runtime, job: Job) -> tuple[list[str], dict[str, str]]:
         if rt.sandbox.user is not None:
             env.update(USER=rt.sandbox.user, LOGNAME=rt.sandbox.user)
     env.update(job.spec.options.env)
+    env.update(rt.repo_secrets.env(rt.state.repos.get(job.spec.repo)))
     env.update(spec.env)  # the admin's settings win over the job's
     env.update(rt.config.secret_env(job.spec.agent))
     env["REWIND_JOB_ID"] = job.job_id

@@ -41,9 +41,13 @@ async def prepare(rt: Runtime, batch_id: str, generation: int) -> None:
     pull = any(job.spec.options.git_pull for job in members)
     try:
         with anyio.fail_after(state.server.settings.prepare_timeout_seconds):
-            commit = await (git.pull(clone, repo.spec.branch) if pull else git.head(clone))
+            if pull:
+                _, auth = rt.repo_secrets.auth(repo)
+                commit = await git.pull(clone, repo.spec.branch, auth=auth)
+            else:
+                commit = await git.head(clone)
             if repo.settings.index_command:
-                await _index(rt, clone, repo.settings.index_command, repo.settings.env)
+                await _index(rt, clone, repo.settings.index_command, rt.repo_secrets.env(repo))
     except TimeoutError:
         await _finish(rt, batch_id, generation, error="preparation timed out")
     except (git.GitError, OSError, ValueError) as err:

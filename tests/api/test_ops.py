@@ -1,5 +1,6 @@
 """What operators and their tools read: /health (ready, recovering, degraded), /metrics
-(Prometheus text, strictly parsed), /schema (the OpenAPI document lists every endpoint).
+(Prometheus text, strictly parsed; a token needed unless the config makes them public), /schema
+(the OpenAPI document lists every endpoint).
 
 Recovery is held open by a `git` on the server's PATH that waits for a gate before running the
 real git: the server's recovery checks each repository with git, so for as long as the gate is
@@ -121,7 +122,7 @@ def parse_prometheus(text: str) -> dict[str, dict[str, Any]]:
 
 
 def test_metrics_are_prometheus_text(ops: Ops) -> None:
-    answer = httpx.get(f"{ops.server.base_url}/metrics")
+    answer = ops.admin.get("/metrics")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     families = parse_prometheus(answer.text)
@@ -144,6 +145,18 @@ def test_metrics_are_prometheus_text(ops: Ops) -> None:
         assert counts[-1] == count > 0 and total > 0
     assert families["rewind_last_seq"]["samples"][0][2] >= health["log"]["lastSeq"]
     assert families["rewind_queue_depth"]["type"] == "gauge"
+
+
+def test_metrics_need_a_token_unless_the_config_makes_them_public(ops: Ops, tmp_path: Path) -> None:
+    assert_problem(httpx.get(f"{ops.server.base_url}/metrics"), 401)
+    wrong = {"Authorization": "Bearer rw_not-a-token"}
+    assert_problem(httpx.get(f"{ops.server.base_url}/metrics", headers=wrong), 401)
+    public = RewindServer(tmp_path / "data", metrics_public=True).start()
+    try:
+        answer = httpx.get(f"{public.base_url}/metrics")
+        assert answer.status_code == 200 and "rewind_last_seq" in answer.text
+    finally:
+        public.kill()
 
 
 ENDPOINTS = {

@@ -124,8 +124,9 @@ def test_settings_change_and_an_unused_repository_is_unregistered(served: Served
     register(admin, "temp", git_repo(served.tmp / "temp"))
     settings = {"indexCommand": ["true"], "defaultAgent": "fake", "env": {"A": "1"}}
     changed = admin.put("/repositories/temp/settings", json=settings)
-    assert changed.status_code == 200 and changed.json()["settings"] == settings
-    assert admin.get("/repositories/temp").json()["settings"] == settings
+    shown = {"indexCommand": ["true"], "defaultAgent": "fake", "envNames": ["A"]}
+    assert changed.status_code == 200 and changed.json()["settings"] == shown
+    assert admin.get("/repositories/temp").json()["settings"] == shown
     # the default agent is the repository's: no agent named in the job
     job = admin.post("/jobs", json={"prompt": "--print default", "repository": "temp"}).json()
     assert admin.post(f"/jobs/{job['id']}/start").status_code == 200

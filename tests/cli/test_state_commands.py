@@ -15,6 +15,7 @@ import pytest
 from eventlog import EventLog
 from projections import SCHEMA_VERSION, Envelope, decode, encode_state
 from projections.plain import as_plain
+from projections.redact import redacted
 from service.layout import DataDir
 from service.state_store import load_state
 from tests.cli.conftest import EVENTS, SEED
@@ -59,7 +60,7 @@ def envelopes(payloads: list[bytes]) -> list[Envelope]:
 def test_state_at_the_end(simulated: DataDir, payloads: list[bytes]) -> None:
     body = state_json(simulated)
     assert body["seq"] == EVENTS
-    assert body["state"] == plain(as_plain(fold(payloads)))
+    assert body["state"] == plain(redacted(as_plain(fold(payloads))))
     assert body["load"]["events_replayed"] == EVENTS
     assert body["load"]["snapshot_seq"] is None
     assert body["load"]["tail_damage"] is None
@@ -75,7 +76,7 @@ def test_state_at_the_end(simulated: DataDir, payloads: list[bytes]) -> None:
 def test_state_at_seq(simulated: DataDir, payloads: list[bytes], at: int) -> None:
     body = state_json(simulated, "--at", at)
     assert body["seq"] == at
-    assert body["state"] == plain(as_plain(fold(payloads, at)))
+    assert body["state"] == plain(redacted(as_plain(fold(payloads, at))))
 
 
 def test_state_at_a_seq_past_the_end_says_so(simulated: DataDir, payloads: list[bytes]) -> None:
@@ -85,7 +86,7 @@ def test_state_at_a_seq_past_the_end_says_so(simulated: DataDir, payloads: list[
     )
     body = state_json(simulated, "--at", EVENTS + 500, stderr=note)
     assert body["seq"] == EVENTS
-    assert body["state"] == plain(as_plain(fold(payloads)))
+    assert body["state"] == plain(redacted(as_plain(fold(payloads))))
 
 
 def _iso(ts: float) -> str:
@@ -115,7 +116,7 @@ def test_state_at_iso_time(
         assert state_json(simulated, "--at", spelled)["seq"] == k, spelled
     k = _distinct_points(envelopes)[1]
     body = state_json(simulated, "--at", _iso(envelopes[k - 1].ts))
-    assert body["state"] == plain(as_plain(fold(payloads, k)))
+    assert body["state"] == plain(redacted(as_plain(fold(payloads, k))))
     before_all = _iso(envelopes[0].ts - 3600)
     assert state_json(simulated, "--at", before_all)["seq"] == 0
     assert state_json(simulated, "--at", "2100-01-01T00:00:00+00:00")["seq"] == EVENTS
@@ -139,7 +140,7 @@ def test_state_job(simulated: DataDir, payloads: list[bytes], envelopes: list[En
     job_id = next(iter(final.jobs.by_id))
     body = state_json(simulated, "--job", job_id)
     assert body["seq"] == EVENTS
-    assert body["state"] == plain(as_plain(final.jobs.by_id[job_id]))
+    assert body["state"] == plain(redacted(as_plain(final.jobs.by_id[job_id])))
     # The same job as it was right after it was created.
     created = next(
         seq
@@ -147,7 +148,7 @@ def test_state_job(simulated: DataDir, payloads: list[bytes], envelopes: list[En
         if getattr(env.event, "job_id", None) == job_id
     )
     early = state_json(simulated, "--at", created, "--job", job_id)
-    assert early["state"] == plain(as_plain(fold(payloads, created).jobs.by_id[job_id]))
+    assert early["state"] == plain(redacted(as_plain(fold(payloads, created).jobs.by_id[job_id])))
     # Before it existed: an error, one line.
     line = assert_one_error_line(
         run_rewind("state", simulated.root, "--at", created - 1, "--job", job_id)
@@ -438,7 +439,9 @@ def test_damage_in_the_newest_segment(
     good = run_rewind("state", sim.root, "--at", intact, "--json")
     assert good.returncode == 0, good.stderr
     body = msgspec.json.decode(good.stdout)
-    assert body["seq"] == intact and body["state"] == plain(as_plain(fold(payloads, intact)))
+    assert body["seq"] == intact and body["state"] == plain(
+        redacted(as_plain(fold(payloads, intact)))
+    )
     assert all(part in body["load"]["tail_damage"] for part in where)
     [warning] = good.stderr.splitlines()
     assert warning.startswith("rewind: warning: corrupt log: ")

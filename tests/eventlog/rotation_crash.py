@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from eventlog import EventLog, FileSystem
 from eventlog.atomic import TEMP_PREFIX
+from eventlog.vfs import FILE_MODE
 
 POINTS = [
     "before-temp-create",
@@ -68,7 +69,7 @@ class KillAt(FileSystem):
     def _here(self, point: str) -> bool:
         return self.point == point and self.rotations == self.nth
 
-    def open(self, path: Path, flags: int, mode: int = 0o644) -> int:
+    def open(self, path: Path, flags: int, mode: int = FILE_MODE) -> int:
         if self.armed and _is_temp(path) and flags & os.O_CREAT:
             self.rotations += 1
             if self._here("before-temp-create"):

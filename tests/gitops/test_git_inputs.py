@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from projections.redact import redact_url
 from service.git_inputs import (
     InvalidBranchError,
     InvalidGitUrlError,
-    redact,
+    split_credentials,
     validate_branch,
     validate_url,
+    without_userinfo,
 )
 
 
@@ -73,7 +75,8 @@ def test_rejected_urls_say_why(url: str, why: str) -> None:
 
 def test_credentials_never_reach_a_message() -> None:
     assert (
-        redact("fatal: https://bob:s3cret@host/x failed") == "fatal: https://bob:***@host/x failed"
+        redact_url("fatal: https://bob:s3cret@host/x failed")
+        == "fatal: https://bob:***@host/x failed"
     )
     with pytest.raises(InvalidGitUrlError) as caught:
         validate_url("https://bob:s3cret@/x")
@@ -136,3 +139,38 @@ def test_branch_rule_agrees_with_git(tmp_path_factory: pytest.TempPathFactory, b
         ours = False
     theirs = _git_accepts_branch(branch, tmp_path_factory.getbasetemp())
     assert ours == (theirs and branch != "@"), f"{branch!r}: ours {ours}, git {theirs}"
+
+
+@pytest.mark.parametrize(
+    ("url", "recorded", "credentials"),
+    [
+        (
+            "https://bob:s3cret@example.com:8443/app.git",
+            "https://bob:***@example.com:8443/app.git",
+            "bob:s3cret",
+        ),
+        (
+            "https://ghp_t0ken@github.com/org/app.git",
+            "https://***@github.com/org/app.git",
+            "ghp_t0ken",
+        ),
+        ("https://bob:p%40ss%3Aw@example.com/a", "https://bob:***@example.com/a", "bob:p%40ss%3Aw"),
+        ("https://example.com/app.git", "https://example.com/app.git", None),
+        ("ssh://git@example.com/org/app.git", "ssh://git@example.com/org/app.git", None),
+        ("git@example.com:org/app.git", "git@example.com:org/app.git", None),
+        ("file:///srv/repos/app", "file:///srv/repos/app", None),
+    ],
+)
+def test_credentials_are_split_from_the_url_the_log_records(
+    url: str, recorded: str, credentials: str | None
+) -> None:
+    assert split_credentials(validate_url(url)) == (recorded, credentials)
+    if credentials is not None:
+        assert without_userinfo(recorded) == without_userinfo(url)
+        assert "@" not in without_userinfo(url)
+
+
+def test_an_ssh_url_with_a_password_is_refused() -> None:
+    with pytest.raises(InvalidGitUrlError, match="no password") as caught:
+        validate_url("ssh://git:s3cret@example.com/org/app.git")
+    assert "s3cret" not in str(caught.value)

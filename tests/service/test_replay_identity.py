@@ -90,7 +90,8 @@ def test_snapshot_at_k_plus_tail_equals_full_replay(
 
 
 def _cli_state(data_dir: DataDir, *args: str) -> dict[str, object]:
-    result = CliRunner().invoke(app, ["state", str(data_dir.root), *args, "--json"])
+    command = ["state", str(data_dir.root), *args, "--json", "--show-secrets"]  # all of it
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     body = msgspec.json.decode(result.stdout.strip().splitlines()[-1])
     assert isinstance(body, dict)
@@ -160,7 +161,7 @@ def test_cli_state_json_is_identical_across_hash_seeds(tmp_path: Path) -> None:
     outputs = set()
     for hash_seed in ("0", "123", "98765"):
         child = subprocess.run(
-            [str(rewind), "state", str(data_dir.root), "--json"],
+            [str(rewind), "state", str(data_dir.root), "--json", "--show-secrets"],
             capture_output=True,
             text=True,
             check=False,

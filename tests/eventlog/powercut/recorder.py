@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eventlog import FileSystem
+from eventlog.vfs import DIR_MODE, FILE_MODE
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class RecordingFS(FileSystem):
 
     # -- files ---------------------------------------------------------------------------------
 
-    def open(self, path: Path, flags: int, mode: int = 0o644) -> int:
+    def open(self, path: Path, flags: int, mode: int = FILE_MODE) -> int:
         with self._lock:
             fd = super().open(path, flags, mode)
             inode = self._names.get(path)
@@ -199,9 +200,9 @@ class RecordingFS(FileSystem):
             self._names.pop(path)
             self.trace.append(Unlink(self._names[path.parent], path.name))
 
-    def mkdir(self, path: Path) -> None:
+    def mkdir(self, path: Path, mode: int = DIR_MODE) -> None:
         with self._lock:
-            super().mkdir(path)
+            super().mkdir(path, mode)
             inode = self._new_inode()
             self._names[path] = inode
             self.trace.append(Create(self._names[path.parent], path.name, inode, True))
@@ -245,7 +246,7 @@ class NoSyncBeforeJudging(RecordingFS):
         super().__init__(root)
         self._untouched: set[int] = set()
 
-    def open(self, path: Path, flags: int, mode: int = 0o644) -> int:
+    def open(self, path: Path, flags: int, mode: int = FILE_MODE) -> int:
         fd = super().open(path, flags, mode)
         if path.name.endswith(".seg"):
             self._untouched.add(fd)
