@@ -25,7 +25,7 @@ from pathlib import Path
 
 import anyio
 
-from eventlog import fsutil
+from eventlog import fsync_dir, make_dirs
 from service.git_inputs import redact, validate_branch, validate_url
 from service.run_command import (
     CommandResult,
@@ -155,7 +155,7 @@ async def clone(
         return await _existing_clone(url, dest, branch)
     temp = temp_sibling(dest, CLONING)
     await anyio.to_thread.run_sync(discard_build, temp)
-    await anyio.to_thread.run_sync(fsutil.make_dirs, dest.parent)
+    await anyio.to_thread.run_sync(make_dirs, dest.parent)
     args = ["clone", "--quiet", "--no-hardlinks"]
     if branch is not None:
         args += ["--branch", branch]
@@ -168,7 +168,7 @@ async def clone(
             await anyio.to_thread.run_sync(discard_build, temp)
         raise
     os.rename(temp, dest)
-    fsutil.fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return commit
 
 

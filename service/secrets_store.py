@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from eventlog import fsutil, read_checked, write_checked
+from eventlog import fsync_dir, make_dirs, read_checked, write_checked
 
 
 class SecretsStore:
@@ -25,7 +25,7 @@ class SecretsStore:
 
     def put(self, callback_id: str, secret: str) -> None:
         if not self.directory.is_dir():
-            fsutil.make_dirs(self.directory)
+            make_dirs(self.directory)
             os.chmod(self.directory, 0o700)
         write_checked(self._path(callback_id), secret.encode(), mode=0o600)
 
@@ -39,7 +39,7 @@ class SecretsStore:
         path = self._path(callback_id)
         if path.exists():
             path.unlink()
-            fsutil.fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def ids(self) -> list[str]:
         if not self.directory.is_dir():
