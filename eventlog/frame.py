@@ -54,10 +54,6 @@ def commit_frame(seq: int, start: int, batch: bytes) -> tuple[bytes, int]:
     return HEADER.pack(COMMIT_WORD, crc, seq) + body, crc
 
 
-def frame_size(payload: bytes) -> int:
-    return HEADER_SIZE + len(payload)
-
-
 class Stop(enum.Enum):
     """Why a scan stopped. END is the only clean reason."""
 

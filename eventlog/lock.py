@@ -46,13 +46,3 @@ def _read_pid(fs: FileSystem, fd: int) -> int | None:
     with contextlib.suppress(ValueError):
         return int(fs.pread(fd, 32, 0).decode(errors="replace").strip())
     return None
-
-
-def probe_owner(directory: Path, fs: FileSystem = REAL) -> int | None:
-    """Pid of the process holding the log's lock, or None when nobody holds it."""
-    try:
-        lock = DirLock(directory, fs)
-    except LogLockedError as err:
-        return err.pid or -1
-    lock.release()
-    return None

@@ -24,7 +24,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from eventlog import atomic_write, fsutil
+from eventlog import atomic_write, make_dirs
 from service.git import is_repository, run_git
 from service.run_command import CommandResult
 from service.sandbox.spec import SandboxSpec
@@ -135,7 +135,7 @@ def _tar(workspace: Path, names: list[str]) -> bytes:
 
 
 def _write(archive_dir: Path, head: str | None, contents: dict[str, bytes]) -> None:
-    fsutil.make_dirs(archive_dir)
+    make_dirs(archive_dir)
     for entry in archive_dir.iterdir():
         if is_atomic_write_temp(entry.name):
             entry.unlink()  # an interrupted attempt's

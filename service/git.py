@@ -33,7 +33,7 @@ from urllib.parse import unquote
 
 import anyio
 
-from eventlog import fsutil
+from eventlog import fsync_dir, make_dirs
 from projections.redact import redact_url
 from service.git_inputs import validate_branch, validate_url
 from service.run_command import (
@@ -193,7 +193,7 @@ async def clone(
         return await _existing_clone(url, dest, branch)
     temp = temp_sibling(dest, CLONING)
     await anyio.to_thread.run_sync(discard_build, temp)
-    await anyio.to_thread.run_sync(fsutil.make_dirs, dest.parent)
+    await anyio.to_thread.run_sync(make_dirs, dest.parent)
     args = ["clone", "--quiet", "--no-hardlinks"]
     if branch is not None:
         args += ["--branch", branch]
@@ -208,7 +208,7 @@ async def clone(
             await anyio.to_thread.run_sync(discard_build, temp)
         raise
     os.rename(temp, dest)
-    fsutil.fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return commit
 
 

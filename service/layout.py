@@ -10,9 +10,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from eventlog.errors import LogError
-from eventlog.lock import LOCK_NAME
-from eventlog.segment import SUFFIX
+from eventlog import LOCK_NAME, SEGMENT_SUFFIX, LogError
 
 LOG_NAME = "log"
 
@@ -95,5 +93,5 @@ def resolve_new(path: Path) -> DataDir:
 
 def _holds_a_log(path: Path) -> bool:
     return path.is_dir() and (
-        (path / LOCK_NAME).exists() or any(p.name.endswith(SUFFIX) for p in path.iterdir())
+        (path / LOCK_NAME).exists() or any(p.name.endswith(SEGMENT_SUFFIX) for p in path.iterdir())
     )

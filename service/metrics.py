@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from eventlog.latency import LatencyHistogram
+from eventlog import LatencyHistogram
 
 Labels = tuple[tuple[str, str], ...]
 Gauges = dict[str, tuple[str, dict[Labels, float]]]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventlog import fsutil, read_checked, write_checked
+from eventlog import fsync_dir, make_dirs, read_checked, write_checked
 
 
 class SecretsStore:
@@ -34,7 +34,7 @@ class SecretsStore:
         return self.directory / key
 
     def put(self, key: str, secret: str) -> None:
-        fsutil.make_dirs(self.directory)
+        make_dirs(self.directory)
         write_checked(self._path(key), secret.encode())
 
     def get(self, key: str) -> str | None:
@@ -47,7 +47,7 @@ class SecretsStore:
         path = self._path(key)
         if path.exists():
             path.unlink()
-            fsutil.fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def ids(self) -> list[str]:
         """The secrets of this kind (not the directories of other kinds)."""

@@ -26,7 +26,7 @@ from litestar import Litestar, Router
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
-from eventlog import CheckpointMismatchError, EventLog, Recovery, atomic_write, fsutil
+from eventlog import CheckpointMismatchError, EventLog, Recovery, atomic_write, make_dirs
 from projections import DomainError, State
 from projections import commands as c
 from service import __version__
@@ -96,7 +96,7 @@ class Opened:
 def open_data_dir(data_dir: DataDir) -> Opened:
     """Lock and open the log (repairing a torn tail) and load the state, from the newest
     snapshot whose checkpoint this log holds."""
-    fsutil.make_dirs(data_dir.root)
+    make_dirs(data_dir.root)
     _make_private(data_dir.root)
     newest = snapshot_store(data_dir).latest()
     checkpoint = newest.checkpoint if newest else None

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import anyio
 
-from eventlog import Checkpoint
-from eventlog.snapshot import SnapshotStore
+from eventlog import Checkpoint, SnapshotStore
 from projections import State, encode_state
 from service.layout import DataDir
 from service.state_store import snapshot_store

@@ -18,8 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from eventlog import atomic_write, fsutil
-from eventlog.vfs import REAL
+from eventlog import REAL, atomic_write, fsync_dir, make_dirs, write_all
 from service.trees import is_atomic_write_temp, remove_tree, stray_temps
 
 MAX_NAME_BYTES = 200
@@ -91,7 +90,7 @@ def stage_file(
             f"{name} is {len(data)} bytes, over the limit of {max_bytes} bytes"
         )
     directory = staging_root / job_id
-    fsutil.make_dirs(directory)
+    make_dirs(directory)
     path = directory / name
     temp = _write_temp(directory, name, data)
     try:
@@ -99,7 +98,7 @@ def stage_file(
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsutil.fsync_dir(directory)
+    fsync_dir(directory)
     return StagedFile(name, len(data), hashlib.sha256(data).hexdigest(), path)
 
 
@@ -110,7 +109,7 @@ def _write_temp(directory: Path, name: str, data: bytes) -> Path:
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
-            fsutil.write_all(REAL, fd, data)
+            write_all(REAL, fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -140,11 +139,11 @@ def consume(staging_dir: Path, files_dir: Path) -> None:
     """
     names = staged_names(staging_dir)
     if names:
-        fsutil.make_dirs(files_dir)
+        make_dirs(files_dir)
         for name in names:
             place(staging_dir / name, files_dir / name, move=True)
-        fsutil.fsync_dir(files_dir)
-        fsutil.fsync_dir(staging_dir)
+        fsync_dir(files_dir)
+        fsync_dir(staging_dir)
     remove_tree(staging_dir)
 
 

@@ -16,8 +16,14 @@ from pathlib import Path
 
 import msgspec
 
-from eventlog import Checkpoint, CheckpointMismatchError, CorruptLogError, EventLog
-from eventlog.snapshot import Snapshot, SnapshotStore
+from eventlog import (
+    Checkpoint,
+    CheckpointMismatchError,
+    CorruptLogError,
+    EventLog,
+    Snapshot,
+    SnapshotStore,
+)
 from projections import (
     Envelope,
     ProjectionError,

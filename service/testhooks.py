@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 
-from eventlog import atomic_write, fsutil
+from eventlog import atomic_write, make_dirs
 
 _POINTS = frozenset(filter(None, os.environ.get("REWIND_PAUSE_AT", "").split(",")))
 _FAILURES = frozenset(filter(None, os.environ.get("REWIND_FAIL_AT", "").split(",")))
@@ -29,6 +29,6 @@ async def pause_point(name: str, data_root: Path) -> None:
     if name not in _POINTS:
         return
     marker = data_root / "paused" / name
-    fsutil.make_dirs(marker.parent)
+    make_dirs(marker.parent)
     atomic_write(marker, str(os.getpid()).encode())
     await anyio.sleep_forever()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eventlog import fsutil
+from eventlog import fsync_dir
 from service.run_command import reap_orphans
 
 CLONING = "clone"
@@ -92,9 +92,9 @@ def remove_tree(path: Path) -> None:
             path.unlink()
         else:
             os.rename(path, trash)
-            fsutil.fsync_dir(path.parent)
+            fsync_dir(path.parent)
             _delete(trash, path)
-        fsutil.fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as error:  # rename of a mount point (EBUSY), unlink in a read-only dir...
         raise TreeRemovalError(path, [(str(error.filename or path), error)]) from error
 
@@ -137,7 +137,7 @@ def _delete(tree: Path, reported_as: Path) -> None:
             errors = _rmtree(tree)
         if errors:
             raise TreeRemovalError(reported_as, errors)
-    fsutil.fsync_dir(tree.parent)
+    fsync_dir(tree.parent)
 
 
 def _rmtree(tree: Path) -> list[tuple[str, OSError]]:

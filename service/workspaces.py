@@ -17,7 +17,7 @@ from pathlib import Path
 
 import anyio
 
-from eventlog import atomic_write, fsutil
+from eventlog import atomic_write, fsync_dir, make_dirs
 from service.run_command import CommandTimeoutError, run_command, tagged_env
 from service.staging_files import place, staged_names
 from service.trees import COPYING, discard_build, sync_filesystem, temp_sibling
@@ -54,7 +54,7 @@ async def create_workspace(
     prepared_repo = prepared_repo.resolve()  # cp -a would copy a symlink as a symlink
     temp = temp_sibling(dest, COPYING)
     await anyio.to_thread.run_sync(discard_build, temp)
-    await anyio.to_thread.run_sync(fsutil.make_dirs, dest.parent)
+    await anyio.to_thread.run_sync(make_dirs, dest.parent)
     try:
         cp_problem = await _copy_with_cp(prepared_repo, temp, timeout)
         if cp_problem is not None:
@@ -69,7 +69,7 @@ async def create_workspace(
             await anyio.to_thread.run_sync(discard_build, temp)
         raise
     os.rename(temp, dest)
-    fsutil.fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
 
 
 async def _copy_with_cp(source: Path, temp: Path, timeout: float) -> str | None:
@@ -103,7 +103,7 @@ def _exclude_from_git(workspace: Path, patterns: Sequence[str]) -> None:
     existing = exclude.read_text().splitlines() if exclude.exists() else []
     missing = [pattern for pattern in patterns if pattern not in existing]
     if missing:
-        fsutil.make_dirs(info)
+        make_dirs(info)
         atomic_write(exclude, "\n".join([*existing, *missing, ""]).encode())
 
 
@@ -114,7 +114,7 @@ def copy_staged_files(staging_dir: Path, files_dir: Path) -> list[str]:
     """
     names = staged_names(staging_dir)
     if names:
-        fsutil.make_dirs(files_dir)
+        make_dirs(files_dir)
         for name in names:
             place(staging_dir / name, files_dir / name, move=False)
     return names

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from eventlog import EventLog, atomic_write, fsutil
+from eventlog import EventLog, atomic_write, fsync_dir
 
 PAYLOAD_BYTES = 200
 
@@ -138,5 +138,5 @@ def _atomic_json(directory: Path, seconds: float, payload: bytes) -> float:
         document = json.dumps({"seq": done + 1, "payload": payload.decode()}).encode()
         atomic_write(directory / f"{done + 1}.json", document)
         done += 1
-    fsutil.fsync_dir(directory)
+    fsync_dir(directory)
     return done / (time.perf_counter() - started)

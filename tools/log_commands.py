@@ -10,10 +10,8 @@ import msgspec
 import typer
 from rich.table import Table
 
-from eventlog import CorruptLogError, EventLog, LogError
-from eventlog.repair import accept_loss as accept_loss_of_records
-from eventlog.repair import truncate_after
-from eventlog.verify import VerifyReport, verify_log
+from eventlog import CorruptLogError, EventLog, LogError, VerifyReport, truncate_after, verify_log
+from eventlog import accept_loss as accept_loss_of_records
 from projections import State, decode, evolve
 from projections.invariants import check_structure
 from service.layout import resolve

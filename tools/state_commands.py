@@ -9,9 +9,7 @@ from typing import Annotated
 import msgspec
 import typer
 
-from eventlog import CorruptLogError, EventLog, LogError
-from eventlog.lock import DirLock
-from eventlog.segment import segment_seq
+from eventlog import CorruptLogError, DirLock, EventLog, LogError, segment_seq
 from projections import Envelope, State, encode_state
 from projections.events import tag_of
 from projections.jobs import Job

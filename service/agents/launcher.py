@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from eventlog import fsutil
+from eventlog import make_dirs
 from service.agents.identity import ProcessIdentity, RunDir, read_identity
 from service.agents.watch import kill_group_now
 from service.agents.wrapper import (
@@ -65,7 +65,7 @@ def launch(
         raise LaunchError(f"heartbeat interval must be positive, got {heartbeat_interval}")
     run = RunDir.at(Path(run_dir).absolute())
     try:
-        fsutil.make_dirs(run.path)
+        make_dirs(run.path)
     except OSError as exc:
         raise LaunchError(f"cannot create run directory {run.path}: {exc}") from exc
     if run.identity.exists() or run.exit.exists():

@@ -65,7 +65,7 @@ from types import FrameType
 
 import msgspec
 
-from eventlog import fsutil
+from eventlog import make_dirs
 from service.agents import procfs
 from service.agents.identity import (
     ExitStatus,
@@ -212,7 +212,7 @@ def _touch(run: RunDir, *, create: bool = False) -> None:
             return
         except FileNotFoundError:
             _log("heartbeat file vanished; recreating it")
-            fsutil.make_dirs(run.path)
+            make_dirs(run.path)
     os.close(os.open(run.heartbeat, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     os.utime(run.heartbeat)
 
@@ -221,7 +221,7 @@ def _record_exit(run: RunDir, status: ExitStatus) -> None:
     try:
         write_exit(run, status)
     except FileNotFoundError:  # the run directory was removed under us (e.g. `git clean -fdx`)
-        fsutil.make_dirs(run.path)
+        make_dirs(run.path)
         write_exit(run, status)
     _log(f"agent ended: {status}")
 
