@@ -1,10 +1,12 @@
 """The server's configuration: an optional TOML file over embedded defaults.
 
 Two kinds of setting live here. Those the domain's rules depend on (concurrency, timeouts,
-agents, retention...) become ``ServerSettings`` and are recorded in the log at startup
+agents, retention...) are the fields of ``projections.events.ServerSettings``, declared there
+once with their defaults; the file's keys of that name are converted straight into it, checked
+by the rule ``configure`` applies (``check_settings``), and recorded in the log at startup
 (``server.configured``), so time travel judges each past seq by the settings then in force.
-The rest only shape this process (snapshot interval, upload limit, webhook timeouts, process
-supervision) and are not history.
+The rest only shape this process (``ProcessSettings``: snapshot interval, upload limit,
+webhook timeouts, process supervision; and the agents' ``secret_env``) and are not history.
 
 Example (every key optional)::
 
@@ -35,8 +37,10 @@ from typing import Any
 
 import msgspec
 
-from projections.events import AgentSpec, Sandbox, ServerSettings
-from service.agents.templates import TemplateError, parse_agents
+from projections.decide.server import check_settings
+from projections.errors import DomainError
+from projections.events import AgentSpec, ServerSettings
+from service.agents.templates import AgentTemplate, TemplateError, parse_agents
 from service.sandbox.host import DEFAULT_AGENT_USER
 from service.sandbox.network import Allowed
 
@@ -45,18 +49,9 @@ class ConfigError(ValueError):
     """The config file is unusable; the message names the file and the field."""
 
 
-class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    max_concurrent: int = 5
-    default_timeout_seconds: float = 3600.0
-    max_timeout_seconds: float = 86400.0
-    prepare_timeout_seconds: float = 900.0
-    heartbeat_stale_seconds: float = 120.0
-    callback_schedule: list[float] = msgspec.field(
-        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 3600.0]
-    )
-    staging_max_age_seconds: float = 86400.0
-    retention_seconds: float = 7 * 86400.0
-    workspace_root: str = "workspaces"
+class ProcessSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """The keys that only shape this process: never recorded, never judged by a rule."""
+
     snapshot_every: int = 10_000
     upload_max_bytes: int = 100 * 2**20
     callback_forbid_private: bool = False
@@ -74,40 +69,44 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     metrics_public: bool = False
     """/metrics answers without a token. Off by default: the metrics name repositories and
     show the server's load to anyone who can reach the port."""
-    agents: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    job_env_allow: list[str] = msgspec.field(default_factory=lambda: ["*"])
-    sandbox: Sandbox = "bubblewrap"
+
+
+class Config(ProcessSettings, kw_only=True, frozen=True):
+    """A loaded configuration (``load_config``): the process's keys, the domain's settings and
+    the agents' credentials."""
+
+    domain: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    agent_secrets: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    """`[agents.NAME] secret_env` by agent: kept here, never in the settings (the log)."""
 
     def settings(self) -> ServerSettings:
         """The part the domain's rules depend on, as recorded in ``server.configured``."""
-        templates = parse_agents(self.agents)
-        return ServerSettings(
-            max_concurrent=self.max_concurrent,
-            default_timeout_seconds=self.default_timeout_seconds,
-            max_timeout_seconds=self.max_timeout_seconds,
-            prepare_timeout_seconds=self.prepare_timeout_seconds,
-            heartbeat_stale_seconds=self.heartbeat_stale_seconds,
-            callback_schedule=self.callback_schedule,
-            staging_max_age_seconds=self.staging_max_age_seconds,
-            workspace_root=self.workspace_root,
-            retention_seconds=self.retention_seconds,
-            agents={
-                name: AgentSpec(
-                    command=t.command,
-                    env=t.env,
-                    resume_command=t.resume_command or [],
-                    network=t.network,
-                )
-                for name, t in sorted(templates.items())
-            },
-            job_env_allow=self.job_env_allow,
-            sandbox=self.sandbox,
-        )
+        return self.domain
 
     def secret_env(self, agent: str) -> dict[str, str]:
         """The agent's credentials (`[agents.NAME] secret_env`), checked at load time."""
-        table = self.agents.get(agent, {})
-        return dict(table.get("secret_env", {}))
+        return dict(self.agent_secrets.get(agent, {}))
+
+
+def _file_keys() -> type[msgspec.Struct]:
+    """The TOML file's shape: ``ProcessSettings``' keys and ``ServerSettings``' fields, by
+    name and with their types, each of the latter optional (an absent key keeps the default
+    ``ServerSettings`` declares); ``agents`` as raw tables, which ``parse_agents`` reads."""
+    fields = []
+    for field in msgspec.structs.fields(ServerSettings):
+        kind = dict[str, dict[str, Any]] if field.name == "agents" else field.type
+        fields.append((field.name, kind | msgspec.UnsetType, msgspec.UNSET))
+    return msgspec.defstruct(
+        "ConfigFile",
+        fields,
+        bases=(ProcessSettings,),
+        kw_only=True,
+        frozen=True,
+        forbid_unknown_fields=True,
+    )
+
+
+_FileKeys = _file_keys()
 
 
 def load_config(path: Path | None, **overrides: Any) -> Config:
@@ -123,25 +122,45 @@ def load_config(path: Path | None, **overrides: Any) -> Config:
     raw.update(overrides)
     where = str(path) if path else "config"
     try:
-        config = msgspec.convert(raw, Config)
+        keys = msgspec.convert(raw, _FileKeys)
     except msgspec.ValidationError as err:
         raise ConfigError(f"{where}: {_explain(str(err))}") from None
+    given = {
+        name: value
+        for name in ServerSettings.__struct_fields__
+        if (value := getattr(keys, name)) is not msgspec.UNSET
+    }
     try:
-        config.settings()
+        templates = parse_agents(given.pop("agents", {}))
     except TemplateError as err:
         raise ConfigError(f"{where}: {err}") from None
-    if config.max_concurrent < 1 or config.snapshot_every < 1:
-        raise ConfigError(f"{where}: max_concurrent and snapshot_every must be at least 1")
+    settings = ServerSettings(
+        **given, agents={name: _spec(template) for name, template in sorted(templates.items())}
+    )
     try:
-        for entry in config.agent_network_allow:
+        check_settings(settings)
+    except DomainError as err:
+        raise ConfigError(f"{where}: {err.message}") from None
+    process = {name: getattr(keys, name) for name in ProcessSettings.__struct_fields__}
+    if process["snapshot_every"] < 1:
+        raise ConfigError(f"{where}: snapshot_every: must be at least 1")
+    try:
+        for entry in process["agent_network_allow"]:
             Allowed(entry)
     except ValueError as err:
         raise ConfigError(f"{where}: {err}") from None
-    if not 0 < config.default_timeout_seconds <= config.max_timeout_seconds:
-        raise ConfigError(f"{where}: need 0 < default_timeout_seconds <= max_timeout_seconds")
-    if not all(pattern.strip() for pattern in config.job_env_allow):
-        raise ConfigError(f"{where}: job_env_allow: every pattern must be a non-empty string")
-    return config
+    secrets = {name: dict(t.secret_env) for name, t in templates.items() if t.secret_env}
+    return Config(**process, domain=settings, agent_secrets=secrets)
+
+
+def _spec(template: AgentTemplate) -> AgentSpec:
+    """What the log records of an agent: everything but its credentials."""
+    return AgentSpec(
+        command=template.command,
+        env=template.env,
+        resume_command=template.resume_command or [],
+        network=template.network,
+    )
 
 
 def _explain(message: str) -> str:

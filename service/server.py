@@ -316,7 +316,9 @@ def serve(data_dir: Path, host: str, port: int, config: Config) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per webhook is noise
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     try:
-        sandbox = prepare_sandbox(config.sandbox, config.agent_user, config.agent_network_allow)
+        sandbox = prepare_sandbox(
+            config.settings().sandbox, config.agent_user, config.agent_network_allow
+        )
     except SandboxUnavailableError as err:
         print(f"rewind: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -16,6 +16,7 @@ from projections.events import (
     RecoveryCompleted,
     ServerConfigured,
     ServerInitialized,
+    ServerSettings,
     ServerStarted,
     ServerStopping,
     SnapshotTaken,
@@ -31,20 +32,29 @@ def initialize(state: State, command: InitializeServer, now: float) -> list[Even
 
 def configure(state: State, command: Configure, now: float) -> list[Event]:
     settings = command.settings
-    if settings.max_concurrent < 1:
-        raise invalid("invalid_setting", "max_concurrent must be at least 1")
-    if not 0 < settings.default_timeout_seconds <= settings.max_timeout_seconds:
-        raise invalid("invalid_setting", "need 0 < default timeout <= max timeout")
-    if any(delay < 0 for delay in settings.callback_schedule):
-        raise invalid("invalid_setting", "callback delays cannot be negative")
-    if not all(pattern.strip() for pattern in settings.job_env_allow):
-        raise invalid("invalid_setting", "job_env_allow patterns cannot be empty")
-    for name, agent in settings.agents.items():
-        if not agent.command:
-            raise invalid("invalid_setting", f"agent {name!r} has an empty command")
+    check_settings(settings)
     if settings == state.server.settings:
         return []
     return [ServerConfigured(settings=settings)]
+
+
+def check_settings(settings: ServerSettings) -> None:
+    """Refuse settings no rule can work with (``invalid_setting``), the message naming the
+    key. The one check of them: the service's config loader runs it too, at startup."""
+    if settings.max_concurrent < 1:
+        raise invalid("invalid_setting", "max_concurrent: must be at least 1")
+    if not 0 < settings.default_timeout_seconds <= settings.max_timeout_seconds:
+        raise invalid(
+            "invalid_setting",
+            "default_timeout_seconds: need 0 < default_timeout_seconds <= max_timeout_seconds",
+        )
+    if any(delay < 0 for delay in settings.callback_schedule):
+        raise invalid("invalid_setting", "callback_schedule: delays cannot be negative")
+    if not all(pattern.strip() for pattern in settings.job_env_allow):
+        raise invalid("invalid_setting", "job_env_allow: every pattern must be a non-empty string")
+    for name, agent in settings.agents.items():
+        if not agent.command:
+            raise invalid("invalid_setting", f"agents.{name}.command: empty")
 
 
 def start(state: State, command: StartServer, now: float) -> list[Event]:
