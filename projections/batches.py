@@ -44,12 +44,6 @@ class Batches(msgspec.Struct, array_like=True, gc=False, kw_only=True):
     formed: int = 0
     """Batches ever formed: decide names the next one from it."""
 
-    def preparing(self, repo: str) -> Batch | None:
-        for batch in self.active.values():
-            if batch.repo == repo and batch.phase == "preparing":
-                return batch
-        return None
-
     def next_id(self, offset: int = 0) -> str:
         return f"batch-{self.formed + offset + 1:08d}"
 

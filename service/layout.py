@@ -37,11 +37,6 @@ class DataDir(NamedTuple):
         return self.root / "repos"
 
     @property
-    def runs(self) -> Path:
-        """Agent run directories (``runs/<job>``): identity, heartbeat, output, exit code."""
-        return self.root / "runs"
-
-    @property
     def archive(self) -> Path:
         """Uncommitted changes of cleaned-up workspaces (``archive/<job>``)."""
         return self.root / "archive"

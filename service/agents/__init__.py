@@ -4,7 +4,8 @@
 - `launcher.launch`: start an agent detached under a wrapper; returns its `ProcessIdentity`.
 - `wrapper`: the supervisor process itself (identity, heartbeat, output, exit files).
 - `identity`: the run directory's files, `is_alive`, `read_identity`, `read_exit`.
-- `watch`: from any process: `wait_for_exit`, `terminate`, `heartbeat_age`, `read_output`.
+- `watch`: from any process: `terminate`, `kill_group_now`, `heartbeat_age`, `read_output`
+  (`service.reconcile.watching` polls `identity.is_alive` and reads the exit file).
 - `procfs`: the /proc facts everything above relies on.
 
 Imported by module, not re-exported here: the wrapper runs as `python -m

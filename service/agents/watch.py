@@ -15,9 +15,8 @@ from pathlib import Path
 import anyio
 
 from service.agents import procfs
-from service.agents.identity import ExitStatus, ProcessIdentity, RunDir, is_alive, read_exit
+from service.agents.identity import ProcessIdentity, RunDir, is_alive
 
-DEFAULT_POLL_INTERVAL = 0.5
 WRAPPER_EXIT_WAIT = 5.0
 """After SIGKILLing the agent's group, how long the wrapper gets to record the exit and leave."""
 _TERMINATE_POLL = 0.05
@@ -32,25 +31,6 @@ def heartbeat_age(run_dir: Path | str, now: float) -> float | None:
     except FileNotFoundError:
         return None
     return max(0.0, now - mtime)
-
-
-async def wait_for_exit(
-    identity: ProcessIdentity, run_dir: Path | str, poll_interval: float = DEFAULT_POLL_INTERVAL
-) -> ExitStatus | None:
-    """Wait until the agent has ended and return how; None if the wrapper vanished without
-    recording it (SIGKILLed, power loss, other boot): the job is lost.
-
-    Polls the exit file and the identity every `poll_interval` seconds. No timeout of its own:
-    wrap it in an anyio cancel scope (`anyio.move_on_after`) for the job's timeout.
-    """
-    while True:
-        status = read_exit(run_dir)
-        if status is not None:
-            return status
-        if not is_alive(identity):
-            # The wrapper writes the exit file before it exits: look once more.
-            return read_exit(run_dir)
-        await anyio.sleep(poll_interval)
 
 
 async def terminate(

@@ -8,13 +8,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import anyio
 import pytest
 
 from service.agents import procfs
-from service.agents.identity import ExitStatus, ProcessIdentity
+from service.agents.identity import ExitStatus, ProcessIdentity, is_alive, read_exit
 from service.agents.launcher import launch
-from service.agents.watch import kill_group_now, read_output, wait_for_exit
+from service.agents.watch import kill_group_now, read_output
 from tests.support.fake_agent import fake_agent_argv
 
 HEARTBEAT = 0.1
@@ -30,11 +29,10 @@ class Agent:
     workspace: Path
 
     def wait(self, timeout: float = WAIT) -> ExitStatus | None:
-        async def waiting() -> ExitStatus | None:
-            with anyio.fail_after(timeout):
-                return await wait_for_exit(self.identity, self.run_dir, poll_interval=0.02)
-
-        return anyio.run(waiting)
+        """How the agent ended, read as the server's watcher reads it (``follow``): once the
+        wrapper is gone, its exit file; None when it recorded none (the job is lost)."""
+        eventually(lambda: not is_alive(self.identity), timeout)
+        return read_exit(self.run_dir)
 
     def output(self) -> bytes:
         return read_output(self.run_dir, 0, 1 << 20)

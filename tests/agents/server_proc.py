@@ -12,12 +12,10 @@ import os
 import sys
 import time
 
-import anyio
 import msgspec
 
-from service.agents.identity import is_alive, read_identity
+from service.agents.identity import is_alive, read_exit, read_identity
 from service.agents.launcher import launch
-from service.agents.watch import wait_for_exit
 
 
 def _say(value: object) -> None:
@@ -37,7 +35,9 @@ def main(argv: list[str]) -> int:
         _say({"error": "no identity"})
         return 1
     _say({"alive": is_alive(identity)})
-    _say({"exit": anyio.run(wait_for_exit, identity, run_dir, 0.02)})
+    while is_alive(identity):  # as the server's watcher does: the wrapper gone, its exit file
+        time.sleep(0.02)
+    _say({"exit": read_exit(run_dir)})
     return 0
 
 
