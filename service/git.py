@@ -342,14 +342,3 @@ def _index_damage(index: Path, oid_hex_len: int) -> str | None:
     if trailer != bytes(size) and digest(data[:-size]).digest() != trailer:
         return f"the index is damaged: {index} fails its checksum"
     return None
-
-
-async def has_uncommitted_changes(workdir: Path) -> bool:
-    """Tracked files changed (staged or not) or untracked files not ignored, against HEAD."""
-    if not await is_repository(workdir):
-        raise GitError(f"git status in {workdir}", f"{workdir} is not a git repository")
-    result = await run_git(
-        ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none"],
-        target=workdir,
-    )
-    return bool(result.stdout)

@@ -52,7 +52,3 @@ class Snapshotter:
             self._writing = False
         self.last_seq = seq
         return path
-
-    async def maybe_take(self, state: State, checkpoint: Checkpoint | None) -> Path | None:
-        """Take a snapshot if the policy says one is due."""
-        return await self.take(state, checkpoint) if self.due(state) else None

@@ -141,25 +141,23 @@ def consume(staging_dir: Path, files_dir: Path) -> None:
     if names:
         make_dirs(files_dir)
         for name in names:
-            place(staging_dir / name, files_dir / name, move=True)
+            _move(staging_dir / name, files_dir / name)
         fsync_dir(files_dir)
         fsync_dir(staging_dir)
     remove_tree(staging_dir)
 
 
-def place(source: Path, target: Path, *, move: bool) -> None:
-    """Put `source`'s bytes at `target`, whole: a rename when moving on one filesystem, else a
-    durable copy (and, when moving, the source removed after the copy is durable)."""
-    if move:
-        try:
-            os.rename(source, target)
-            return
-        except OSError as error:
-            if error.errno != errno.EXDEV:
-                raise
+def _move(source: Path, target: Path) -> None:
+    """Put `source`'s bytes at `target`, whole: a rename on one filesystem, else a durable
+    copy and the source removed once the copy is durable."""
+    try:
+        os.rename(source, target)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
     atomic_write(target, source.read_bytes())
-    if move:
-        source.unlink()
+    source.unlink()
 
 
 def remove_staging(staging_dir: Path) -> None:

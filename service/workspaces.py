@@ -19,7 +19,6 @@ import anyio
 
 from eventlog import atomic_write, fsync_dir, make_dirs
 from service.run_command import CommandTimeoutError, run_command, tagged_env
-from service.staging_files import place, staged_names
 from service.trees import COPYING, discard_build, sync_filesystem, temp_sibling
 
 RUNTIME_DIR = ".rewind"
@@ -105,19 +104,6 @@ def _exclude_from_git(workspace: Path, patterns: Sequence[str]) -> None:
     if missing:
         make_dirs(info)
         atomic_write(exclude, "\n".join([*existing, *missing, ""]).encode())
-
-
-def copy_staged_files(staging_dir: Path, files_dir: Path) -> list[str]:
-    """Copy each staged file into `files_dir` durably; the staging stays. Idempotent.
-
-    Returns the names copied. Blocking: call it from a worker thread.
-    """
-    names = staged_names(staging_dir)
-    if names:
-        make_dirs(files_dir)
-        for name in names:
-            place(staging_dir / name, files_dir / name, move=False)
-    return names
 
 
 def render_prompt(prompt: str, files: Mapping[str, str | Path]) -> str:

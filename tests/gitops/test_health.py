@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from service import git
+from service.archive import archive_changes
 from tests.gitops.helpers import commit, make_upstream
 from tests.gitops.helpers import git as plain_git
 
@@ -113,22 +114,8 @@ async def test_a_plain_directory_inside_a_checkout_is_not_a_repository(tmp_path:
     (inner / "work.txt").write_text("agent output")
     await _assert_not_taken_for_a_repository(git.is_repository, inner)
     assert "is not a git repository" in str(await git.check_health(inner))
-    with pytest.raises(git.GitError, match="not a git repository"):
-        await git.has_uncommitted_changes(inner)
+    assert not await archive_changes(inner, tmp_path / "archive")  # nothing read, nothing kept
     (inner / ".git").mkdir()  # an empty .git directory is no repository either
     await _assert_not_taken_for_a_repository(git.is_repository, inner)
     with pytest.raises(AssertionError):
         await _assert_not_taken_for_a_repository(_is_repository_by_discovery, inner)
-
-
-async def test_uncommitted_changes(clone: Path) -> None:
-    assert not await git.has_uncommitted_changes(clone)
-    (clone / "new.txt").write_text("n")
-    assert await git.has_uncommitted_changes(clone)
-    (clone / "new.txt").unlink()
-    (clone / "README.md").write_text("changed")
-    assert await git.has_uncommitted_changes(clone)
-    plain_git(clone, "checkout", "--", "README.md")
-    (clone / ".gitignore").write_text("")
-    plain_git(clone, "add", ".gitignore")
-    assert await git.has_uncommitted_changes(clone)

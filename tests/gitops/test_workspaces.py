@@ -1,4 +1,4 @@
-"""Workspaces: independent copies that exist whole or not at all; prompts; staged file copies."""
+"""Workspaces: independent copies that exist whole or not at all; prompts."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from service import git
-from service.staging_files import stage_file
+from service.archive import archive_changes
 from service.trees import COPYING, temp_sibling
 from service.workspaces import (
     PRIVATE_PATTERNS,
-    copy_staged_files,
     create_workspace,
     render_prompt,
 )
@@ -89,9 +88,9 @@ async def test_runtime_and_upload_dirs_are_invisible_to_git_in_the_workspace_onl
     (workspace / ".rewind" / "output").write_text("log")
     (workspace / "files").mkdir()
     (workspace / "files" / "input.csv").write_text("a,b")
-    assert not await git.has_uncommitted_changes(workspace)
+    assert not await archive_changes(workspace, tmp_path / "archive-1")  # nothing to keep
     (workspace / "result.txt").write_text("the agent's work")
-    assert await git.has_uncommitted_changes(workspace)
+    assert await archive_changes(workspace, tmp_path / "archive-2")
 
 
 async def test_creating_again_is_a_noop(prepared: Path, tmp_path: Path) -> None:
@@ -202,16 +201,3 @@ def test_render_prompt() -> None:
     jinja = "Jinja: {% if x %}{{ x }}{% endif %}"
     assert render_prompt(jinja, {}) == jinja
     assert render_prompt("no placeholders", files) == "no placeholders"
-
-
-def test_copy_staged_files_keeps_the_staging_and_is_idempotent(tmp_path: Path) -> None:
-    staging = tmp_path / "staging"
-    stage_file(staging, "job-1", "a.txt", b"alpha", 100)
-    stage_file(staging, "job-1", "b.bin", bytes(range(256)), 1000)
-    (staging / "job-1" / ".c.4242.tmp").write_bytes(b"half an upload")
-    files = tmp_path / "ws" / "files"
-    assert copy_staged_files(staging / "job-1", files) == ["a.txt", "b.bin"]
-    assert copy_staged_files(staging / "job-1", files) == ["a.txt", "b.bin"]
-    assert sorted(p.name for p in files.iterdir()) == ["a.txt", "b.bin"]
-    assert (files / "b.bin").read_bytes() == bytes(range(256))
-    assert (staging / "job-1" / "a.txt").read_bytes() == b"alpha"

@@ -24,7 +24,8 @@ async def _run_server_like(data_dir: DataDir, events: int, every: int) -> State:
         for envelope in islice(realistic_history(events, seed=5), events):
             seq = await log.append(encode(envelope))
             evolve(state, seq, envelope)
-            await snapshotter.maybe_take(state, log.checkpoint)
+            if snapshotter.due(state):
+                await snapshotter.take(state, log.checkpoint)
         await snapshotter.take(state, log.checkpoint)
     finally:
         log.close()
