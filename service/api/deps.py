@@ -72,7 +72,12 @@ def caller(rt: Runtime, request: ASGIConnection[Any, Any, Any, Any]) -> User:
 def bearer_tokens(app: ASGIApp) -> ASGIApp:
     """Middleware of every route not marked ``opt={"public": True}``: the token is checked
     before the body is read, so a caller without one learns nothing of the body's shape and
-    cannot make the server decode a large body. The handler checks again on settled state.
+    cannot make the server decode a large body. This is the only check: ``caller`` judges the
+    token against the state as it is (it may run ahead of the disk), and leaves the user in
+    the scope, where ``context`` takes it without asking again (it calls ``caller`` itself
+    only for a route the middleware skipped). That is safe: a read is answered after
+    ``settled()``, so after the token's own events are durable, and a write's events are
+    durable only after everything before them in the log.
 
     A middleware rather than a guard: Litestar copies the route handler for every guard
     call, which cost more than the whole check."""
