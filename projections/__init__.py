@@ -1,4 +1,6 @@
-"""The domain: the event catalogue, ``decide`` (the rules) and the pure folds (``evolve``).
+"""The whole domain, not only the projections its name says: the commands (``commands``),
+the rules that judge them (``decide``), the event catalogue (``events``), the pure folds of
+events into state (``evolve``) and the invariants that state keeps (``invariants.check``).
 
 Nothing here performs I/O, reads a clock or draws random numbers: the same commands at the
 same times give the same events, and the same events always give the same state, byte for
