@@ -113,7 +113,11 @@ class AgentSpec(_Value, frozen=True):
 
 
 class ServerSettings(_Value, frozen=True):
-    """The settings rules depend on, recorded so any past seq is judged by its own settings."""
+    """The settings rules depend on, recorded so any past seq is judged by its own settings.
+
+    Their one declaration: the config file's keys of these names are converted straight into
+    this struct (``service.config``), so these defaults are the server's. Fields are only ever
+    appended (the struct is recorded as an array)."""
 
     max_concurrent: int = 5
     default_timeout_seconds: float = 3600.0
