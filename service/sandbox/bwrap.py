@@ -102,6 +102,7 @@ def _arguments(
     for path in _ALWAYS_HIDDEN:
         args += _hidden(path)
     args += _own_dir(dirs.source("home"), AGENT_HOME) + _own_dir(dirs.source("tmp"), "/tmp")
+    args += _private_parents([*spec.hide, spec.workspace])
     hidden = [(path, _hidden(path)) for path in spec.hide]
     for _, mounts in hidden:
         args += mounts
@@ -125,6 +126,24 @@ def _hidden(path: str) -> list[str]:
     if os.path.isdir(path):
         return ["--tmpfs", path]
     return ["--ro-bind", "/dev/null", path]
+
+
+def _private_parents(paths: list[str]) -> list[str]:
+    """Mount points bwrap would otherwise create 0755 inside the job's own /tmp or home (a
+    data directory under /tmp puts the path to the workspace there): made 0700 first, so
+    nothing in the data directory is open to others, not even an empty directory."""
+    made: list[str] = []
+    for path in paths:
+        parts = Path(path).parts
+        for depth in range(2, len(parts)):
+            parent = str(Path(*parts[:depth]))
+            if parent not in made and _under(parent, ("/tmp", AGENT_HOME)):
+                made.append(parent)
+    return [arg for parent in made for arg in ("--perms", "0700", "--dir", parent)]
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path.startswith(root + "/") for root in roots)
 
 
 def _own_dir(source: str | None, where: str) -> list[str]:
