@@ -19,6 +19,7 @@ latency of each (from its request's write to its answer's last byte).
 from __future__ import annotations
 
 import asyncio
+import os
 import functools
 import re
 import sys
@@ -208,7 +209,11 @@ def main() -> None:
         result = asyncio.run(drive(spec))
     else:
         result = uvloop.run(drive(spec))
+    # the event loop may have left stdout non-blocking: a result larger than the pipe's buffer
+    # (every latency sample) would then be cut at 128 KiB
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
