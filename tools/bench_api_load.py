@@ -19,8 +19,8 @@ latency of each (from its request's write to its answer's last byte).
 from __future__ import annotations
 
 import asyncio
-import os
 import functools
+import os
 import re
 import sys
 import time
