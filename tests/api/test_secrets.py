@@ -116,6 +116,7 @@ def assert_nowhere(
         for client in (world.admin, world.user):
             for path in ("/repositories", "/jobs?limit=500", f"/jobs/{job_id}/events"):
                 assert secret not in client.get(path).text, (path, secret)
+        assert secret not in world.server.output(), f"the server's log shows {secret!r}"
 
 
 def test_git_credentials_reach_git_and_nothing_else(world: World) -> None:
@@ -221,6 +222,7 @@ def test_no_output_shows_a_password_or_token_hash_unless_asked(world: World) -> 
         for name, text in printed.items():
             assert value not in text, f"`rewind {name}` shows a hash"
         assert value not in admin_api["/api/admin/recovery"].text
+        assert value not in world.server.output(), "the server's log shows a hash"
     shown = outputs(world.data, job_id, "--show-secrets", only=QUICK)
     for name in QUICK:
         assert all(value in shown[name] for value in known), f"`rewind {name} --show-secrets`"
