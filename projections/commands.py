@@ -154,10 +154,10 @@ class CreateJob(_Command, frozen=True):
 
 
 class StartStaging(_Command, frozen=True):
-    """Before the first upload of a job is written: its staging directory is recorded."""
+    """Before the first upload of a job is written: its staging directory is recorded (where,
+    ``naming.staging_path`` says)."""
 
     job_id: str
-    path: str
 
 
 class StageFile(_Command, frozen=True):
@@ -199,13 +199,15 @@ class FinishPreparation(_Command, frozen=True):
 
 
 class RecordWorkspace(_Command, frozen=True):
+    """The job's workspace is made, where ``naming.workspace_path`` says."""
+
     job_id: str
-    path: str
 
 
 class BeginLaunch(_Command, frozen=True):
+    """The launch intent; the run directory is ``naming.run_path``'s."""
+
     job_id: str
-    run_dir: str
 
 
 class RecordProcessStarted(_Command, frozen=True):
@@ -285,16 +287,19 @@ class FinishCleanup(_Command, frozen=True):
 
 
 class RecordContainer(_Command, frozen=True):
+    """Docker made the container of the job's sidecar named ``sidecar`` (its name and image
+    follow from the job's spec)."""
+
     job_id: str
     container_id: str
-    name: str
-    image: str
+    sidecar: str
 
 
 class RecordNetwork(_Command, frozen=True):
+    """Docker made the job's network (named by ``naming.network_name``)."""
+
     job_id: str
     network_id: str
-    name: str
 
 
 class RecordRemoval(_Command, frozen=True):

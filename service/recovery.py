@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from eventlog import Recovery
+from projections import naming
 from projections.commands import (
     CompleteRecovery,
     DegradeRepo,
@@ -103,7 +104,7 @@ async def _check_repositories(rt: Runtime) -> int:
     for repo in list(rt.state.repos.by_name.values()):
         if repo.clone != "ready":
             continue
-        damage = await git.check_health(rt.data_dir.repos / repo.name)
+        damage = await git.check_health(rt.path(naming.clone_path(repo.name)))
         if damage is not None and repo.degraded is None:
             await record(rt, DegradeRepo(repo=repo.name, reason=damage))
             degraded += 1

@@ -279,9 +279,8 @@ class Simulation:
             if job.files or self.rng.random() < 0.7:
                 self.created.popleft()
                 return c.StartJob(job_id=job_id)
-            path = f"staging/{job_id}"
             if self.state.staging.of_job(job_id) is None:
-                return c.StartStaging(job_id=job_id, path=path)
+                return c.StartStaging(job_id=job_id)
             return c.StageFile(job_id=job_id, name="spec.md", size=2048, sha256="ab" * 32)
         return None
 
@@ -321,22 +320,17 @@ class Simulation:
         if job.status == "preparing" and staged is not None:
             return c.RemoveStaging(path=staged, reason="consumed")
         if job.workspace is None and job.status == "preparing":
-            return c.RecordWorkspace(job_id=job_id, path=f"workspaces/{job_id}")
+            return c.RecordWorkspace(job_id=job_id)
         containers, networks = state.resources.of_job(job_id)
         if job.spec.options.sidecars and not networks and job.status == "preparing":
-            return c.RecordNetwork(
-                job_id=job_id, network_id=self.new_id("net"), name=f"rewind-{job_id}"
-            )
+            return c.RecordNetwork(job_id=job_id, network_id=self.new_id("net"))
         if job.spec.options.sidecars and not containers and job.status == "preparing":
             sidecar = job.spec.options.sidecars[0]
             return c.RecordContainer(
-                job_id=job_id,
-                container_id=self.new_id("ctr"),
-                name=f"rewind-{job_id}-{sidecar.name}",
-                image=sidecar.image,
+                job_id=job_id, container_id=self.new_id("ctr"), sidecar=sidecar.name
             )
         if job.run_dir is None and job.status == "preparing":
-            return c.BeginLaunch(job_id=job_id, run_dir=f"runs/{job_id}")
+            return c.BeginLaunch(job_id=job_id)
         if job.run_dir is not None and job.process is None:
             if self.rng.random() < 0.02:
                 return c.FailJob(job_id=job_id, reason="agent binary not found")

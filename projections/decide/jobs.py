@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from projections import env_policy
+from projections import env_policy, naming
 from projections.commands import (
     CancelJob,
     CreateJob,
@@ -105,7 +105,7 @@ def create(state: State, command: CreateJob, now: float) -> list[Event]:
             ),
             callbacks=[
                 CallbackSpec(
-                    callback_id=callback_id(command.job_id, index),
+                    callback_id=naming.callback_id(command.job_id, index),
                     url=callback.url,
                     schedule=settings.callback_schedule,
                 )
@@ -143,23 +143,13 @@ def _check_sidecars(sidecars: list[Sidecar]) -> None:
         raise invalid("invalid_sidecar", "sidecars need distinct names (a-z 0-9 -) and an image")
 
 
-def callback_id(job_id: str, index: int) -> str:
-    """Stable and derived, so the webhook-id built from it survives any restart."""
-    return f"{job_id}-cb{index}"
-
-
-def staging_path(job_id: str) -> str:
-    return f"staging/{job_id}"
-
-
 def start_staging(state: State, command: StartStaging, now: float) -> list[Event]:
     found = common.job(state, command.job_id)
     common.require(found, StagingCreated, "job_started", "take files after it started")
     if state.staging.of_job(command.job_id) is not None:
         return []
-    if command.path in state.staging.dirs:
-        raise conflict("staging_exists", f"staging {command.path!r} belongs to another job")
-    return [StagingCreated(path=command.path, job_id=command.job_id, at=now)]
+    path = naming.staging_path(command.job_id)
+    return [StagingCreated(path=path, job_id=command.job_id, at=now)]
 
 
 def stage_file(state: State, command: StageFile, now: float) -> list[Event]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from projections import naming
 from projections.commands import (
     ChangeRepoSettings,
     DegradeRepo,
@@ -33,11 +34,6 @@ from projections.events import (
 from projections.state import State
 
 REPO_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def clone_path(name: str) -> str:
-    """Where a repository's clone lives, relative to the data directory."""
-    return f"repos/{name}"
 
 
 def register(state: State, command: RegisterRepo, now: float) -> list[Event]:
@@ -135,7 +131,7 @@ def unregister(state: State, command: UnregisterRepo, now: float) -> list[Event]
         )
     if command.repo in state.locks.held:
         raise conflict("repo_busy", f"repository {command.repo!r} is being cloned or prepared")
-    path = clone_path(command.repo)
+    path = naming.clone_path(command.repo)
     events: list[Event] = [RepoUnregistered(repo=command.repo)]
     if path not in state.cleanup.pending:
         events.append(CleanupMarked(path=path, reason="repository unregistered", job_id=None))

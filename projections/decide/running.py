@@ -3,6 +3,7 @@ it ended (exit code, timeout, loss, cancellation), including re-attachment after
 
 from __future__ import annotations
 
+from projections import naming
 from projections.commands import (
     BeginLaunch,
     FailJob,
@@ -42,9 +43,10 @@ def record_workspace(state: State, command: RecordWorkspace, now: float) -> list
     found = common.job(state, command.job_id)
     common.require(found, JobWorkspaceCreated, "not_preparing", "take a workspace")
     _prepared(state, found, "take a workspace")
-    if found.workspace == command.path:
+    if found.workspace is not None:
         return []
-    return [JobWorkspaceCreated(job_id=command.job_id, path=command.path)]
+    path = naming.workspace_path(state.server.settings, command.job_id)
+    return [JobWorkspaceCreated(job_id=command.job_id, path=path)]
 
 
 def begin_launch(state: State, command: BeginLaunch, now: float) -> list[Event]:
@@ -53,7 +55,7 @@ def begin_launch(state: State, command: BeginLaunch, now: float) -> list[Event]:
         raise conflict("not_launchable", f"job {command.job_id!r} is {found.status}")
     if found.run_dir is not None:
         return []
-    return [JobLaunching(job_id=command.job_id, run_dir=command.run_dir)]
+    return [JobLaunching(job_id=command.job_id, run_dir=naming.run_path(command.job_id))]
 
 
 def _ending(state: State, found: Job, ending: common.Ending, now: float) -> list[Event]:

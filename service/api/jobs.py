@@ -16,9 +16,9 @@ from litestar import Request, Response, delete, get, post
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream
 
 from projections import commands as c
-from projections.decide.jobs import callback_id, staging_path
 from projections.events import Idempotency, Sidecar, tag_of
 from projections.lifecycle import JobStatus
+from projections.naming import callback_id
 from projections.plain import fields_of
 from projections.redact import redacted
 from projections.users import User
@@ -165,8 +165,7 @@ async def upload_files(request: Request[Any, Any, Any], job_id: str) -> list[Fil
     for name, content in contents:
         _check_upload(name, content, rt.config.upload_max_bytes)
     async with rt.job_lock(job_id):
-        path = staging_path(job_id)
-        await rt.engine.execute(c.StartStaging(job_id=job_id, path=path), actor=user.user_id)
+        await rt.engine.execute(c.StartStaging(job_id=job_id), actor=user.user_id)
         return [await _stage(rt, user, job_id, name, content) for name, content in contents]
 
 

@@ -406,23 +406,14 @@ def _() -> tuple[World, c.Command]:
 
 @rejects(c.StartStaging, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.StartStaging(job_id="nope", path="staging/nope")
+    return booted(), c.StartStaging(job_id="nope")
 
 
 @rejects(c.StartStaging, "job_started")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.queue("j1")
-    return w, c.StartStaging(job_id="j1", path="staging/j1")
-
-
-@rejects(c.StartStaging, "staging_exists")
-def _() -> tuple[World, c.Command]:
-    w = booted()
-    w.create("j1")
-    w.create("j2")
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
-    return w, c.StartStaging(job_id="j2", path="staging/j1")
+    return w, c.StartStaging(job_id="j1")
 
 
 @rejects(c.StageFile, "job_not_found")
@@ -434,7 +425,7 @@ def _() -> tuple[World, c.Command]:
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.create("j1")
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
+    w.do(c.StartStaging(job_id="j1"))
     w.do(c.StartJob(job_id="j1"))
     return w, c.StageFile(job_id="j1", name="a", size=1, sha256="0" * 64)
 
@@ -537,26 +528,26 @@ def _() -> tuple[World, c.Command]:
 
 @rejects(c.RecordWorkspace, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.RecordWorkspace(job_id="nope", path="workspaces/nope")
+    return booted(), c.RecordWorkspace(job_id="nope")
 
 
 @rejects(c.RecordWorkspace, "not_preparing")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.queue("j1")
-    return w, c.RecordWorkspace(job_id="j1", path="workspaces/j1")
+    return w, c.RecordWorkspace(job_id="j1")
 
 
 @rejects(c.RecordWorkspace, "not_prepared")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.run_to_preparing("j1")
-    return w, c.RecordWorkspace(job_id="j1", path="workspaces/j1")
+    return w, c.RecordWorkspace(job_id="j1")
 
 
 @rejects(c.BeginLaunch, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.BeginLaunch(job_id="nope", run_dir="r")
+    return booted(), c.BeginLaunch(job_id="nope")
 
 
 @rejects(c.BeginLaunch, "not_launchable")
@@ -564,7 +555,7 @@ def _() -> tuple[World, c.Command]:
     w = booted()
     w.run_to_preparing("j1")
     w.prepare("j1")
-    return w, c.BeginLaunch(job_id="j1", run_dir="r")  # no workspace yet
+    return w, c.BeginLaunch(job_id="j1")  # no workspace yet
 
 
 def _started(job_id: str = "j1") -> c.RecordProcessStarted:
@@ -721,12 +712,19 @@ def _() -> tuple[World, c.Command]:
 
 @rejects(c.RecordContainer, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.RecordContainer(job_id="nope", container_id="ct", name="n", image="i")
+    return booted(), c.RecordContainer(job_id="nope", container_id="ct", sidecar="db")
+
+
+@rejects(c.RecordContainer, "sidecar_not_found")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.create("j1", sidecars=[Sidecar(name="db", image="postgres:16")])
+    return w, c.RecordContainer(job_id="j1", container_id="ct", sidecar="cache")
 
 
 @rejects(c.RecordNetwork, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.RecordNetwork(job_id="nope", network_id="nt", name="n")
+    return booted(), c.RecordNetwork(job_id="nope", network_id="nt")
 
 
 @rejects(c.RecordRemoval, "invalid_kind")
@@ -742,8 +740,8 @@ def _() -> tuple[World, c.Command]:
 @rejects(c.RecordOrphan, "not_orphan")
 def _() -> tuple[World, c.Command]:
     w = booted()
-    w.create("j1")
-    w.do(c.RecordContainer(job_id="j1", container_id="ct1", name="n", image="i"))
+    w.create("j1", sidecars=[Sidecar(name="db", image="postgres:16")])
+    w.do(c.RecordContainer(job_id="j1", container_id="ct1", sidecar="db"))
     return w, c.RecordOrphan(kind="container", resource_id="ct1", job_id="j1")
 
 
@@ -756,7 +754,7 @@ def _() -> tuple[World, c.Command]:
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.create("j1")
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
+    w.do(c.StartStaging(job_id="j1"))
     return w, c.RemoveStaging(path="staging/j1", reason="stale")  # not 50 s old yet
 
 
@@ -1006,8 +1004,8 @@ def test_a_purged_job_frees_its_key_but_never_its_id() -> None:
 def test_staging_then_start() -> None:
     w = booted()
     w.create("j1")
-    assert types(w.do(c.StartStaging(job_id="j1", path="staging/j1"))) == [StagingCreated]
-    assert w.do(c.StartStaging(job_id="j1", path="staging/j1")) == [], "already recorded"
+    assert types(w.do(c.StartStaging(job_id="j1"))) == [StagingCreated]
+    assert w.do(c.StartStaging(job_id="j1")) == [], "already recorded"
     staged = w.do(c.StageFile(job_id="j1", name="spec.md", size=10, sha256="ab" * 32))
     assert types(staged) == [JobFileStaged] and list(w.state.jobs.by_id["j1"].files) == ["spec.md"]
     [enqueued] = w.do(c.StartJob(job_id="j1"))
@@ -1100,8 +1098,8 @@ def test_a_batch_ends_with_its_last_member() -> None:
     w.do(c.Dispatch())
     w.prepare("j1")
     w.prepare("j2")
-    w.do(c.RecordWorkspace(job_id="j2", path="workspaces/j2"))
-    w.do(c.BeginLaunch(job_id="j2", run_dir="runs/j2"))
+    w.do(c.RecordWorkspace(job_id="j2"))
+    w.do(c.BeginLaunch(job_id="j2"))
     w.do(_started("j2"))
     assert types(w.do(c.RecordExit(job_id="j2", exit_code=0))) == [JobCompleted, BatchEnded]
 
@@ -1122,12 +1120,10 @@ def test_launch_steps_and_the_deadline_written_at_start() -> None:
     w = booted()
     w.run_to_preparing("j1", timeout_seconds=120.0)
     w.prepare("j1")
-    assert types(w.do(c.RecordWorkspace(job_id="j1", path="workspaces/j1"))) == [
-        JobWorkspaceCreated
-    ]
-    assert w.do(c.RecordWorkspace(job_id="j1", path="workspaces/j1")) == []
-    assert types(w.do(c.BeginLaunch(job_id="j1", run_dir="run"))) == [JobLaunching]
-    assert w.do(c.BeginLaunch(job_id="j1", run_dir="run")) == []
+    assert types(w.do(c.RecordWorkspace(job_id="j1"))) == [JobWorkspaceCreated]
+    assert w.do(c.RecordWorkspace(job_id="j1")) == []
+    assert types(w.do(c.BeginLaunch(job_id="j1"))) == [JobLaunching]
+    assert w.do(c.BeginLaunch(job_id="j1")) == []
     assert "j1" in w.state.jobs.attached
     [started] = w.do(_started())
     assert isinstance(started, JobProcessStarted)
@@ -1275,7 +1271,7 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     that still exists, until its own cleanup; only then can the job be purged."""
     w = booted()
     w.create("j1", sidecars=[Sidecar(name="db", image="postgres:16")])
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
+    w.do(c.StartStaging(job_id="j1"))
     w.do(c.StageFile(job_id="j1", name="spec.md", size=3, sha256="cd" * 32))
     w.do(c.StartJob(job_id="j1"))
     w.queue("j2")
@@ -1283,10 +1279,10 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     assert w.status("j2") == "waiting"
     w.prepare("j1")
     w.do(c.RemoveStaging(path="staging/j1", reason="consumed"))
-    w.do(c.RecordWorkspace(job_id="j1", path="workspaces/j1"))
-    w.do(c.RecordNetwork(job_id="j1", network_id="net1", name="rewind-j1"))
-    w.do(c.RecordContainer(job_id="j1", container_id="ct1", name="rewind-j1-db", image="pg"))
-    w.do(c.BeginLaunch(job_id="j1", run_dir="runs/j1"))
+    w.do(c.RecordWorkspace(job_id="j1"))
+    w.do(c.RecordNetwork(job_id="j1", network_id="net1"))
+    w.do(c.RecordContainer(job_id="j1", container_id="ct1", sidecar="db"))
+    w.do(c.BeginLaunch(job_id="j1"))
     w.do(_started())
 
     assert types(w.do(c.DeleteJob(job_id="j1"))) == [JobDeleteRequested]
@@ -1341,7 +1337,7 @@ def test_a_deleted_member_of_a_preparing_batch_is_purged_only_after_the_batch() 
 def test_delete_of_a_job_with_staging_keeps_the_staging_until_removed() -> None:
     w = booted()
     w.create("j1")
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
+    w.do(c.StartStaging(job_id="j1"))
     assert types(w.do(c.DeleteJob(job_id="j1"))) == [JobCancelled, JobDeleted]
     assert w.state.staging.of_job("j1") == "staging/j1"
     w.now += SETTINGS.retention_seconds
@@ -1434,12 +1430,15 @@ def test_cleanup_archive_fail_then_complete() -> None:
 
 def test_containers_networks_removal_failures_and_orphans() -> None:
     w = booted()
-    w.create("j1")
-    made = w.do(c.RecordContainer(job_id="j1", container_id="ct1", name="n", image="img"))
-    assert types(made) == [ContainerCreated]
-    assert w.do(c.RecordContainer(job_id="j1", container_id="ct1", name="n", image="img")) == []
-    assert types(w.do(c.RecordNetwork(job_id="j1", network_id="nt1", name="n"))) == [NetworkCreated]
-    assert w.do(c.RecordNetwork(job_id="j1", network_id="nt1", name="n")) == []
+    w.create("j1", sidecars=[Sidecar(name="db", image="postgres:16")])
+    made = w.do(c.RecordContainer(job_id="j1", container_id="ct1", sidecar="db"))
+    assert made == [
+        ContainerCreated(container_id="ct1", name="rewind-j1-db", image="postgres:16", job_id="j1")
+    ]
+    assert w.do(c.RecordContainer(job_id="j1", container_id="ct1", sidecar="db")) == []
+    network = w.do(c.RecordNetwork(job_id="j1", network_id="nt1"))
+    assert network == [NetworkCreated(network_id="nt1", name="rewind-j1", job_id="j1")]
+    assert w.do(c.RecordNetwork(job_id="j1", network_id="nt1")) == []
     [failed] = w.do(c.RecordRemoval(kind="container", resource_id="ct1", error="in use"))
     assert isinstance(failed, ResourceRemovalFailed) and failed.next_retry_at == w.now + 5.0
     assert types(w.do(c.RecordRemoval(kind="container", resource_id="ct1"))) == [ContainerRemoved]
@@ -1454,7 +1453,7 @@ def test_staging_removal_reasons() -> None:
     w = booted()
     for job_id in ("j1", "j2", "j3"):
         w.create(job_id)
-        w.do(c.StartStaging(job_id=job_id, path=f"staging/{job_id}"))
+        w.do(c.StartStaging(job_id=job_id))
     w.refuse(c.RemoveStaging(path="staging/j1", reason="consumed"), "conflict", "staging_in_use")
     w.refuse(c.RemoveStaging(path="staging/j1", reason="deleted"), "conflict", "staging_in_use")
     w.refuse(c.RemoveStaging(path="staging/j1", reason="orphan"), "conflict", "staging_in_use")
@@ -1492,8 +1491,8 @@ def test_status_and_queue_membership_agree_through_a_whole_lifecycle() -> None:
     assert lock is not None and lock.holder == w.batch_of("j2"), "the holder's status stays"
     w.prepare("j2")
     assert where("j2") == ("preparing", False, False, True)
-    w.do(c.RecordWorkspace(job_id="j2", path="workspaces/j2"))
-    w.do(c.BeginLaunch(job_id="j2", run_dir="r"))
+    w.do(c.RecordWorkspace(job_id="j2"))
+    w.do(c.BeginLaunch(job_id="j2"))
     w.do(_started("j2"))
     assert where("j2") == ("running", False, False, True)
     w.do(c.RecordExit(job_id="j2", exit_code=1))
@@ -1526,18 +1525,19 @@ def test_every_command_type_is_exercised_with_a_legal_outcome() -> None:
     do(c.RetryClone(repo="api"))
     do(c.FinishClone(repo="api", commit="c0"))
     do(c.ChangeRepoSettings(repo="api", settings=RepoSettings(index_command=["x"])))
-    do(c.CreateJob(job_id="j1", owner="bob", prompt="p", repo="api"))
-    do(c.StartStaging(job_id="j1", path="staging/j1"))
+    sidecars = [Sidecar(name="db", image="postgres:16")]
+    do(c.CreateJob(job_id="j1", owner="bob", prompt="p", repo="api", sidecars=sidecars))
+    do(c.StartStaging(job_id="j1"))
     do(c.StageFile(job_id="j1", name="f", size=1, sha256="0" * 64))
     do(c.StartJob(job_id="j1"))
     do(c.Dispatch())
     batch = w.state.batches.active[w.batch_of("j1")]
     do(c.FinishPreparation(batch_id=batch.batch_id, generation=batch.generation, commit="c1"))
     do(c.RemoveStaging(path="staging/j1", reason="consumed"))
-    do(c.RecordWorkspace(job_id="j1", path="workspaces/j1"))
-    do(c.RecordContainer(job_id="j1", container_id="ct", name="n", image="i"))
-    do(c.RecordNetwork(job_id="j1", network_id="nt", name="n"))
-    do(c.BeginLaunch(job_id="j1", run_dir="r"))
+    do(c.RecordWorkspace(job_id="j1"))
+    do(c.RecordContainer(job_id="j1", container_id="ct", sidecar="db"))
+    do(c.RecordNetwork(job_id="j1", network_id="nt"))
+    do(c.BeginLaunch(job_id="j1"))
     do(_started())
     do(c.Reattach(job_id="j1", boot_id="b1"))
     do(c.TimeOutJob(job_id="j1"), advance=SETTINGS.default_timeout_seconds)
@@ -1546,7 +1546,7 @@ def test_every_command_type_is_exercised_with_a_legal_outcome() -> None:
     do(c.DeleteJob(job_id="j1"))
     do(c.RecordArchived(path="workspaces/j1", archive="a"))
     do(c.FinishCleanup(path="workspaces/j1"))
-    do(c.FinishCleanup(path="r"))
+    do(c.FinishCleanup(path="runs/j1"))
     do(c.PurgeJob(job_id="j1"), advance=SETTINGS.retention_seconds)
     w.run_to_running("j2", callbacks=[c.CallbackRequest(url="https://h")])
     do(c.RecordExit(job_id="j2", exit_code=0))

@@ -262,12 +262,12 @@ def test_batch_failed_fails_exactly_the_members_still_preparing() -> None:
 # -- decide obeys it ------------------------------------------------------------------------
 
 JOB_COMMANDS: Final[tuple[c.Command, ...]] = (
-    c.StartStaging(job_id="j", path="staging/j"),
+    c.StartStaging(job_id="j"),
     c.StageFile(job_id="j", name="f", size=1, sha256="0" * 64),
     c.StartJob(job_id="j"),
     c.Dispatch(),
-    c.RecordWorkspace(job_id="j", path="workspaces/j"),
-    c.BeginLaunch(job_id="j", run_dir="run"),
+    c.RecordWorkspace(job_id="j"),
+    c.BeginLaunch(job_id="j"),
     c.RecordProcessStarted(job_id="j", pid=9, process_start_time=2.0, boot_id="b"),
     c.Reattach(job_id="j", boot_id="b"),
     c.RecordExit(job_id="j", exit_code=0),

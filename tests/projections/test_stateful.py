@@ -263,14 +263,14 @@ class DomainMachine(RuleBasedStateMachine):
             yield c.Reattach(job_id=job_id, boot_id="b"), "not_running"
             yield c.TimeOutJob(job_id=job_id), "not_running"
             yield c.MarkLost(job_id=job_id, reason="r"), "not_running"
-            yield c.StartStaging(job_id=job_id, path="p"), "job_started"
+            yield c.StartStaging(job_id=job_id), "job_started"
             if job.deleted_at is None:
                 yield c.PurgeJob(job_id=job_id), "job_not_deleted"
             return
         yield c.PurgeJob(job_id=job_id), "job_not_deleted"
         if job.status in ("created", "queued", "waiting"):
             yield c.RecordExit(job_id=job_id, exit_code=0), "not_running"
-            yield c.BeginLaunch(job_id=job_id, run_dir="r"), "not_launchable"
+            yield c.BeginLaunch(job_id=job_id), "not_launchable"
             yield c.Reattach(job_id=job_id, boot_id="b"), "not_running"
             yield c.TimeOutJob(job_id=job_id), "not_running"
             yield (
@@ -279,7 +279,7 @@ class DomainMachine(RuleBasedStateMachine):
             )
         if job.status in ("queued", "waiting"):
             yield c.StageFile(job_id=job_id, name="f", size=1, sha256="0"), "job_started"
-            yield c.RecordWorkspace(job_id=job_id, path="w"), "not_preparing"
+            yield c.RecordWorkspace(job_id=job_id), "not_preparing"
             yield c.MarkLost(job_id=job_id, reason="r"), "not_running"
         if job.status == "running":
             yield c.StartJob(job_id=job_id), "job_not_startable"
@@ -358,16 +358,16 @@ class DomainMachine(RuleBasedStateMachine):
             lambda: c.MarkLost(job_id=job(), reason=text()),
             lambda: c.Reattach(job_id=job(), boot_id=text()),
             lambda: c.RecordExit(job_id=job(), exit_code=pick([None, 0, 1, 137])),
-            lambda: c.RecordWorkspace(job_id=job(), path=text()),
-            lambda: c.BeginLaunch(job_id=job(), run_dir=text()),
+            lambda: c.RecordWorkspace(job_id=job()),
+            lambda: c.BeginLaunch(job_id=job()),
             lambda: c.RecordProcessStarted(
                 job_id=job(), pid=7, process_start_time=1.0, boot_id=text()
             ),
-            lambda: c.StartStaging(job_id=job(), path="staging/fuzz"),
+            lambda: c.StartStaging(job_id=job()),
             lambda: c.StageFile(job_id=job(), name=text(), size=1, sha256=text()),
             lambda: c.RetryCallback(job_id=job(), index=pick([0, 1])),
-            lambda: c.RecordContainer(job_id=job(), container_id=text(), name="n", image="i"),
-            lambda: c.RecordNetwork(job_id=job(), network_id=text(), name="n"),
+            lambda: c.RecordContainer(job_id=job(), container_id=text(), sidecar="cidx"),
+            lambda: c.RecordNetwork(job_id=job(), network_id=text()),
             lambda: c.FinishPreparation(
                 batch_id=pick([*state.batches.active, GHOST]),
                 generation=pick(list(range(top + 1))),
