@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from eventlog import Recovery
-from projections import naming
+from projections import locks, naming
 from projections.commands import (
     CompleteRecovery,
     DegradeRepo,
@@ -86,13 +86,8 @@ async def _take_over_processes(rt: Runtime, outcomes: Outcomes) -> int:
 async def _release_stale_locks(rt: Runtime) -> int:
     """A lock no live preparation or clone holds is released and handed on (FIFO)."""
     released = 0
-    for repo, lock in list(rt.state.locks.held.items()):
-        batch = rt.state.batches.active.get(lock.holder)
-        holder = rt.state.repos.get(repo)
-        in_use = (lock.kind == "prepare" and batch is not None and batch.phase == "preparing") or (
-            lock.kind == "clone" and holder is not None and holder.clone == "cloning"
-        )
-        if not in_use and await record(rt, ReleaseStaleLock(repo=repo)) is not None:
+    for repo in locks.stale(rt.state):
+        if await record(rt, ReleaseStaleLock(repo=repo)) is not None:
             released += 1
     return released
 
