@@ -44,15 +44,14 @@ MAX_CALLBACKS: Final = 10
 
 def create(state: State, command: CreateJob, now: float) -> list[Event]:
     """A new job, or nothing when the same idempotency key already made this same job."""
-    if command.idempotency is not None:
-        known = state.jobs.idempotency.get(command.idempotency.key_hash)
-        if known is not None:
-            if known[1] != command.idempotency.body_hash:
-                raise invalid(
-                    "idempotency_conflict",
-                    f"this Idempotency-Key was used for job {known[0]!r} with another body",
-                )
-            return []
+    earlier = state.jobs.created_with(command.idempotency) if command.idempotency else None
+    if earlier is not None:
+        if not earlier.same_body:
+            raise invalid(
+                "idempotency_conflict",
+                f"this Idempotency-Key was used for job {earlier.job_id!r} with another body",
+            )
+        return []
     if command.job_id in state.jobs.by_id or command.job_id in state.jobs.purged:
         raise conflict("job_exists", f"job id {command.job_id!r} is taken")
     owner = state.users.by_id.get(command.owner)

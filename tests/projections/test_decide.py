@@ -87,6 +87,7 @@ from projections.events import (
     UserAdded,
     UserRemoved,
 )
+from projections.jobs import EarlierCreate
 from tests.projections.world import SETTINGS, World, raised_codes, report, types
 from tests.service.helpers import make_data_dir
 from tools.cli import app
@@ -986,6 +987,18 @@ def test_idempotent_create_same_body_no_events_other_body_conflict() -> None:
     error = w.refuse(_create(job_id="j3", idempotency=other), "invalid", "idempotency_conflict")
     assert "j1" in error.message
     assert w.state.jobs.idempotency == {"k": ("j1", "body-1")}
+
+
+def test_a_key_is_looked_up_once_for_decide_and_the_api() -> None:
+    """``Jobs.created_with``: the API answers a repeat with its job, decide refuses a conflict."""
+    w = booted()
+    key = Idempotency(key_hash="k", body_hash="body-1")
+    assert w.state.jobs.created_with(key) is None
+    w.create("j1", idempotency=key)
+    assert w.state.jobs.created_with(key) == EarlierCreate("j1", same_body=True)
+    other_body = Idempotency(key_hash="k", body_hash="body-2")
+    assert w.state.jobs.created_with(other_body) == EarlierCreate("j1", same_body=False)
+    assert w.state.jobs.created_with(Idempotency(key_hash="k2", body_hash="body-1")) is None
 
 
 def test_a_purged_job_frees_its_key_but_never_its_id() -> None:
