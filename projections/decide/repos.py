@@ -7,6 +7,7 @@ import re
 from typing import Final
 
 from projections import naming
+from projections.branches import branch_problem
 from projections.commands import (
     ChangeRepoSettings,
     DegradeRepo,
@@ -37,6 +38,10 @@ REPO_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def register(state: State, command: RegisterRepo, now: float) -> list[Event]:
+    """The branch is judged first: the API refused a bad branch before anything else."""
+    bad_branch = branch_problem(command.branch)
+    if bad_branch is not None:
+        raise invalid("invalid_branch", bad_branch)
     if not REPO_NAME.fullmatch(command.repo):
         raise invalid(
             "invalid_repo_name",
@@ -46,8 +51,6 @@ def register(state: State, command: RegisterRepo, now: float) -> list[Event]:
         raise conflict("repo_exists", f"repository {command.repo!r} is already registered")
     if not command.git_url.strip():
         raise invalid("invalid_git_url", "gitUrl is empty")
-    if not command.branch.strip() or command.branch.startswith("-"):
-        raise invalid("invalid_branch", f"branch {command.branch!r} is not a branch name")
     common.check_env_names(command.settings.variables)
     return [
         RepoRegistered(
