@@ -3,7 +3,7 @@ it ended (exit code, timeout, loss, cancellation), including re-attachment after
 
 from __future__ import annotations
 
-from projections import naming
+from projections import launches, naming
 from projections.commands import (
     BeginLaunch,
     FailJob,
@@ -33,16 +33,17 @@ from projections.lifecycle import STOPPING
 from projections.state import State
 
 
-def _prepared(state: State, found: Job, doing: str) -> None:
-    batch = common.batch_of(state, found)
-    if batch is None or batch.phase == "preparing":
-        raise conflict("not_prepared", f"job {found.job_id!r} is not prepared: cannot {doing}")
-
-
 def record_workspace(state: State, command: RecordWorkspace, now: float) -> list[Event]:
     found = common.job(state, command.job_id)
-    common.require(found, JobWorkspaceCreated, "not_preparing", "take a workspace")
-    _prepared(state, found, "take a workspace")
+    why = launches.blocked(state, found)
+    if why == "not_preparing":
+        raise conflict(
+            "not_preparing", f"job {found.job_id!r} is {found.status}: cannot take a workspace"
+        )
+    if why == "not_prepared":
+        raise conflict(
+            "not_prepared", f"job {found.job_id!r} is not prepared: cannot take a workspace"
+        )
     if found.workspace is not None:
         return []
     path = naming.workspace_path(state.server.settings, command.job_id)
@@ -51,7 +52,7 @@ def record_workspace(state: State, command: RecordWorkspace, now: float) -> list
 
 def begin_launch(state: State, command: BeginLaunch, now: float) -> list[Event]:
     found = common.job(state, command.job_id)
-    if found.status != "preparing" or found.workspace is None:
+    if launches.blocked(state, found) is not None or found.workspace is None:
         raise conflict("not_launchable", f"job {command.job_id!r} is {found.status}")
     if found.run_dir is not None:
         return []
@@ -67,7 +68,7 @@ def _ending(state: State, found: Job, ending: common.Ending, now: float) -> list
 def record_process_started(state: State, command: RecordProcessStarted, now: float) -> list[Event]:
     """The deadline is fixed here, from the job's timeout and the time it started."""
     found = common.job(state, command.job_id)
-    if found.run_dir is None or found.process is not None:
+    if not launches.in_flight(found):
         raise conflict("not_launching", f"job {command.job_id!r} has no launch in progress")
     common.require(found, JobProcessStarted, "not_launching", "start a process")
     return [

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 
-from projections import naming
+from projections import launches, naming
 from projections.commands import (
     BeginLaunch,
     FailJob,
@@ -43,19 +43,13 @@ _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SHELL")
 
 
 async def start_launches(rt: Runtime) -> None:
-    state = rt.state
-    for batch in state.batches.active.values():
-        if batch.phase == "preparing":
-            continue
-        for job_id in batch.job_ids:
-            job = state.jobs.by_id.get(job_id)
-            if job is not None and job.status == "preparing" and job.run_dir is None:
-                rt.tasks.start("launch", job_id, prepare_and_launch, rt, job_id)
+    for job in launches.due_jobs(rt.state):
+        rt.tasks.start("launch", job.job_id, prepare_and_launch, rt, job.job_id)
 
 
 async def prepare_and_launch(rt: Runtime, job_id: str) -> None:
     job = rt.state.jobs.get(job_id)
-    if job is None or job.status != "preparing":
+    if job is None or not launches.due(rt.state, job):
         return
     workspace = workspace_of(rt, job)
     clone = rt.path(naming.clone_path(job.spec.repo))
@@ -80,8 +74,9 @@ async def prepare_and_launch(rt: Runtime, job_id: str) -> None:
 async def spawn(rt: Runtime, job_id: str) -> None:
     """Start the agent of a job whose launch intent is durable, and record its identity."""
     job = rt.state.jobs.get(job_id)
-    if job is None or job.run_dir is None or job.process is not None:
+    if job is None or not launches.in_flight(job):
         return
+    assert job.run_dir is not None  # in flight: its launch intent is recorded
     if job.status in STOPPING:
         await record(rt, FailJob(job_id=job_id, reason="cancelled before its agent started"))
         return
