@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from projections import Envelope, State, decide, evolve, make
+from projections import Envelope, State, decide, evolve, launches, make
 from projections import commands as c
 from projections.errors import DomainError
 from projections.events import (
@@ -43,6 +43,7 @@ from projections.events import (
     ServerSettings,
     Sidecar,
 )
+from projections.jobs import Job
 
 START_TS: Final = 1_700_000_000.0
 SNAPSHOT_EVERY: Final = 10_000
@@ -301,46 +302,45 @@ class Simulation:
         )
 
     def advance_job(self) -> c.Command | None:
-        """One step of a prepared job towards running: staging, workspace, sidecars, launch."""
+        """One step of a job towards running, as ``projections.launches`` says what is due:
+        staging, workspace, sidecars and the launch intent of a job whose launch is due, or
+        the process of a launch in flight."""
         state = self.state
-        for batch in state.batches.active.values():
-            if batch.phase == "preparing":
-                continue
-            for job_id in batch.job_ids:
-                job = state.jobs.by_id.get(job_id)
-                if job is None or job.status not in ("preparing", "cancelling", "deleting"):
-                    continue
-                return self._next_launch_step(job_id)
+        due = next(launches.due_jobs(state), None)
+        if due is not None:
+            return self._next_launch_step(due)
+        for job_id in state.jobs.attached:
+            job = state.jobs.by_id[job_id]
+            if launches.in_flight(job):
+                return self._process_started(job)
         return None
 
-    def _next_launch_step(self, job_id: str) -> c.Command | None:
-        state = self.state
-        job = state.jobs.by_id[job_id]
-        staged = state.staging.of_job(job_id)
-        if job.status == "preparing" and staged is not None:
+    def _next_launch_step(self, job: Job) -> c.Command:
+        job_id = job.job_id
+        staged = self.state.staging.of_job(job_id)
+        if staged is not None:
             return c.RemoveStaging(path=staged, reason="consumed")
-        if job.workspace is None and job.status == "preparing":
+        if job.workspace is None:
             return c.RecordWorkspace(job_id=job_id)
-        containers, networks = state.resources.of_job(job_id)
-        if job.spec.options.sidecars and not networks and job.status == "preparing":
+        containers, networks = self.state.resources.of_job(job_id)
+        if job.spec.options.sidecars and not networks:
             return c.RecordNetwork(job_id=job_id, network_id=self.new_id("net"))
-        if job.spec.options.sidecars and not containers and job.status == "preparing":
+        if job.spec.options.sidecars and not containers:
             sidecar = job.spec.options.sidecars[0]
             return c.RecordContainer(
                 job_id=job_id, container_id=self.new_id("ctr"), sidecar=sidecar.name
             )
-        if job.run_dir is None and job.status == "preparing":
-            return c.BeginLaunch(job_id=job_id)
-        if job.run_dir is not None and job.process is None:
-            if self.rng.random() < 0.02:
-                return c.FailJob(job_id=job_id, reason="agent binary not found")
-            return c.RecordProcessStarted(
-                job_id=job_id,
-                pid=self.rng.randrange(2000, 4_000_000),
-                process_start_time=self.now,
-                boot_id=f"boot-{self.boots}",
-            )
-        return None
+        return c.BeginLaunch(job_id=job_id)
+
+    def _process_started(self, job: Job) -> c.Command:
+        if self.rng.random() < 0.02:
+            return c.FailJob(job_id=job.job_id, reason="agent binary not found")
+        return c.RecordProcessStarted(
+            job_id=job.job_id,
+            pid=self.rng.randrange(2000, 4_000_000),
+            process_start_time=self.now,
+            boot_id=f"boot-{self.boots}",
+        )
 
     def end_job(self) -> c.Command | None:
         state = self.state
