@@ -24,6 +24,7 @@ from projections.events import (
 )
 
 AttemptOutcome = Literal["delivered", "retry", "give_up"]
+AgentStop = Literal["request", "deadline"]
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,25 +219,41 @@ class RecordProcessStarted(_Command, frozen=True):
 
 
 class RecordExit(_Command, frozen=True):
-    """The agent's process is gone: ``exit_code`` from the wrapper's file, None if none."""
+    """The agent's process is gone, and this is what the shell saw of its end; ``decide``
+    alone judges how the job ended (``decide.endings``)."""
 
     job_id: str
-    exit_code: int | None
-    reason: str | None = None
+    code: int | None = None
+    """The exit code the wrapper recorded."""
+    signal: int | None = None
+    """The signal that ended the agent, as the wrapper recorded it."""
+    note: str | None = None
+    """The wrapper's own words when it recorded neither (it could not start the agent, ...)."""
+    stopped: AgentStop | None = None
+    """The shell stopped the agent itself: its job was to stop (cancel, delete), or its
+    deadline passed while it ran."""
+    while_down: bool = False
+    """Found ended at startup: it ended while no server watched it."""
+
+
+class RecordStaleHeartbeat(_Command, frozen=True):
+    """The agent still ran, but its heartbeat was ``heartbeat_age`` seconds old (None: it had
+    no heartbeat file), stale by ``liveness.heartbeat_stale``: the shell killed it."""
+
+    job_id: str
+    heartbeat_age: float | None
+
+
+class RecordDamagedRunDir(_Command, frozen=True):
+    """A file of the job's run directory (identity, exit) failed its checksum."""
+
+    job_id: str
+    error: str
 
 
 class FailJob(_Command, frozen=True):
     """The job cannot run (its launch failed, its repository is damaged)."""
 
-    job_id: str
-    reason: str
-
-
-class TimeOutJob(_Command, frozen=True):
-    job_id: str
-
-
-class MarkLost(_Command, frozen=True):
     job_id: str
     reason: str
 
@@ -352,9 +369,9 @@ Command = (
     | BeginLaunch
     | RecordProcessStarted
     | RecordExit
+    | RecordStaleHeartbeat
+    | RecordDamagedRunDir
     | FailJob
-    | TimeOutJob
-    | MarkLost
     | Reattach
     | PurgeJob
     | StartAttempt

@@ -51,6 +51,8 @@ REPOS: Final = ("api", "web", "infra", "docs", "mobile", "ml")
 AGENTS: Final = ("claude-code", "gemini", "codex", "aider")
 USERS: Final = ("alice", "bob", "carol", "dave")
 MAX_BACKLOG: Final = 60
+STALE: Final = 300.0
+"""The heartbeat age of an agent found silent at a restart (stale at any setting here)."""
 MIN_RUN_SECONDS: Final = 20.0
 """An agent runs a while (about 100 commands of simulated time), so several run at once and
 cancellations, crashes and deletions find running jobs, as on a real server."""
@@ -198,7 +200,7 @@ class Simulation:
             elif self.rng.random() < survival:
                 yield from self.apply(c.Reattach(job_id=job_id, boot_id=boot_id))
             else:
-                yield from self.apply(c.MarkLost(job_id=job_id, reason="heartbeat stale"))
+                yield from self.apply(c.RecordStaleHeartbeat(job_id=job_id, heartbeat_age=STALE))
         yield from self.apply(c.CompleteRecovery(report=empty_report()), "recovery")
 
     def setup(self) -> Iterator[Envelope]:
@@ -351,18 +353,18 @@ class Simulation:
         job_id = rng.choice(started)
         job = state.jobs.by_id[job_id]
         if job.status != "running":
-            return c.RecordExit(job_id=job_id, exit_code=None, reason="stopped")
+            return c.RecordExit(job_id=job_id, signal=15, stopped="request")
         if job.started_at is not None and self.now - job.started_at < MIN_RUN_SECONDS:
             return None
         if job.deadline is not None and rng.random() < 0.05:
             self.now = max(self.now, job.deadline)
-            return c.TimeOutJob(job_id=job_id)
+            return c.RecordExit(job_id=job_id, signal=15, stopped="deadline")
         roll = rng.random()
         if roll < 0.8:
-            return c.RecordExit(job_id=job_id, exit_code=0)
+            return c.RecordExit(job_id=job_id, code=0)
         if roll < 0.99:
-            return c.RecordExit(job_id=job_id, exit_code=rng.choice([1, 2, 137]))
-        return c.RecordExit(job_id=job_id, exit_code=None, reason="wrapper killed")
+            return c.RecordExit(job_id=job_id, code=rng.choice([1, 2, 137]))
+        return c.RecordExit(job_id=job_id)  # the wrapper was killed: no exit recorded
 
     def cancel_job(self) -> c.Command | None:
         """Cancel a queued or launched job, or delete it outright (which cancels it first)."""

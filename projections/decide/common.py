@@ -75,6 +75,14 @@ def end_job(
     return [ending, *follow_ups(state, found, now, delete=delete)]
 
 
+def end_with_batch(
+    state: State, found: Job, ending: Ending, now: float, *, delete: bool = False
+) -> list[Event]:
+    """``end_job``, then the end of the job's batch if it was the last member running."""
+    events = end_job(state, found, ending, now, delete=delete)
+    return events + end_batch_if_done(state, batch_of(state, found), [found.job_id])
+
+
 def follow_ups(state: State, found: Job, now: float, *, delete: bool = False) -> list[Event]:
     """What a job's ending brings, after its terminal event (see ``end_job``)."""
     events: list[Event] = []

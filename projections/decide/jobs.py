@@ -189,8 +189,7 @@ def cancel(state: State, command: CancelJob, now: float) -> list[Event]:
 
 def _cancel_now(state: State, found: Job, now: float, *, delete: bool) -> list[Event]:
     ending = JobCancelled(job_id=found.job_id, at=now)
-    events = common.end_job(state, found, ending, now, delete=delete)
-    return events + common.end_batch_if_done(state, common.batch_of(state, found), [found.job_id])
+    return common.end_with_batch(state, found, ending, now, delete=delete)
 
 
 def delete(state: State, command: DeleteJob, now: float) -> list[Event]:

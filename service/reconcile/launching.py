@@ -27,6 +27,7 @@ from projections.commands import (
 )
 from projections.jobs import Job
 from projections.lifecycle import STOPPING
+from service.agents.identity import ProcessIdentity
 from service.agents.launcher import LaunchError, launch
 from service.agents.templates import AgentTemplate, TemplateError, render
 from service.agents.watch import kill_group_now
@@ -98,17 +99,20 @@ async def spawn(rt: Runtime, job_id: str) -> None:
         await record(rt, FailJob(job_id=job_id, reason=f"the agent could not start: {err}"))
         return
     rt.launched.add(job_id)
-    started = await record(
-        rt,
-        RecordProcessStarted(
-            job_id=job_id,
-            pid=identity.pid,
-            process_start_time=identity.start_time,
-            boot_id=identity.boot_id,
-        ),
-    )
-    if started is None:
+    if not await record_started(rt, job_id, identity):
         kill_group_now(identity)
+
+
+async def record_started(rt: Runtime, job_id: str, identity: ProcessIdentity) -> bool:
+    """Record the agent's process, as launched here or found in its run directory after a
+    crash; False when refused (the job moved on meanwhile)."""
+    started = RecordProcessStarted(
+        job_id=job_id,
+        pid=identity.pid,
+        process_start_time=identity.start_time,
+        boot_id=identity.boot_id,
+    )
+    return await record(rt, started) is not None
 
 
 def sandbox_of(rt: Runtime, job: Job, run_dir: Path) -> SandboxSpec | None:

@@ -577,14 +577,14 @@ def _() -> tuple[World, c.Command]:
 
 @rejects(c.RecordExit, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.RecordExit(job_id="nope", exit_code=0)
+    return booted(), c.RecordExit(job_id="nope", code=0)
 
 
 @rejects(c.RecordExit, "not_running")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.complete("j1")
-    return w, c.RecordExit(job_id="j1", exit_code=1)
+    return w, c.RecordExit(job_id="j1", code=1)
 
 
 @rejects(c.FailJob, "job_not_found")
@@ -606,42 +606,50 @@ def _() -> tuple[World, c.Command]:
     return w, c.FailJob(job_id="j1", reason="x")
 
 
-@rejects(c.TimeOutJob, "job_not_found")
+@rejects(c.RecordStaleHeartbeat, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.TimeOutJob(job_id="nope")
+    return booted(), c.RecordStaleHeartbeat(job_id="nope", heartbeat_age=None)
 
 
-@rejects(c.TimeOutJob, "not_running")
-def _() -> tuple[World, c.Command]:
-    w = booted()
-    w.run_to_launching("j1")
-    return w, c.TimeOutJob(job_id="j1")
-
-
-@rejects(c.TimeOutJob, "not_due")
-def _() -> tuple[World, c.Command]:
-    w = booted()
-    w.run_to_running("j1")
-    return w, c.TimeOutJob(job_id="j1")
-
-
-@rejects(c.MarkLost, "job_not_found")
-def _() -> tuple[World, c.Command]:
-    return booted(), c.MarkLost(job_id="nope", reason="x")
-
-
-@rejects(c.MarkLost, "not_running")
+@rejects(c.RecordStaleHeartbeat, "not_running")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.queue("j1")
-    return w, c.MarkLost(job_id="j1", reason="x")
+    return w, c.RecordStaleHeartbeat(job_id="j1", heartbeat_age=None)
 
 
-@rejects(c.MarkLost, "not_launched")
+@rejects(c.RecordStaleHeartbeat, "not_launched")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.run_to_preparing("j1")
-    return w, c.MarkLost(job_id="j1", reason="x")
+    return w, c.RecordStaleHeartbeat(job_id="j1", heartbeat_age=None)
+
+
+@rejects(c.RecordStaleHeartbeat, "heartbeat_fresh")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.run_to_running("j1")
+    age = SETTINGS.heartbeat_stale_seconds
+    return w, c.RecordStaleHeartbeat(job_id="j1", heartbeat_age=age)  # not older than that
+
+
+@rejects(c.RecordDamagedRunDir, "job_not_found")
+def _() -> tuple[World, c.Command]:
+    return booted(), c.RecordDamagedRunDir(job_id="nope", error="x")
+
+
+@rejects(c.RecordDamagedRunDir, "not_running")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.complete("j1")
+    return w, c.RecordDamagedRunDir(job_id="j1", error="x")
+
+
+@rejects(c.RecordDamagedRunDir, "not_launched")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.run_to_preparing("j1")
+    return w, c.RecordDamagedRunDir(job_id="j1", error="x")
 
 
 @rejects(c.Reattach, "job_not_found")
@@ -1114,7 +1122,7 @@ def test_a_batch_ends_with_its_last_member() -> None:
     w.do(c.RecordWorkspace(job_id="j2"))
     w.do(c.BeginLaunch(job_id="j2"))
     w.do(_started("j2"))
-    assert types(w.do(c.RecordExit(job_id="j2", exit_code=0))) == [JobCompleted, BatchEnded]
+    assert types(w.do(c.RecordExit(job_id="j2", code=0))) == [JobCompleted, BatchEnded]
 
 
 def test_a_ready_batch_becomes_executing_when_a_member_starts() -> None:
@@ -1146,13 +1154,18 @@ def test_launch_steps_and_the_deadline_written_at_start() -> None:
 
 
 @pytest.mark.parametrize(
-    ("exit_code", "ending", "status"),
-    [(0, JobCompleted, "completed"), (3, JobFailed, "failed"), (None, JobLost, "lost")],
+    ("seen", "ending", "status"),
+    [
+        (c.RecordExit(job_id="j1", code=0), JobCompleted, "completed"),
+        (c.RecordExit(job_id="j1", code=3), JobFailed, "failed"),
+        (c.RecordExit(job_id="j1"), JobLost, "lost"),
+    ],
 )
-def test_record_exit(exit_code: int | None, ending: type, status: str) -> None:
+def test_record_exit(seen: c.RecordExit, ending: type, status: str) -> None:
+    """The common cases; every observation in every status is in test_endings."""
     w = booted()
     w.run_to_running("j1")
-    events = w.do(c.RecordExit(job_id="j1", exit_code=exit_code))
+    events = w.do(seen)
     assert types(events) == [ending, BatchEnded]
     job = w.state.jobs.by_id["j1"]
     assert job.status == status and job.ended_at == w.now
@@ -1165,14 +1178,15 @@ def test_an_exit_past_the_deadline_is_a_time_out() -> None:
     w = booted()
     w.run_to_running("j1", timeout_seconds=60.0)
     w.now += 60
-    assert types(w.do(c.RecordExit(job_id="j1", exit_code=137))) == [JobTimedOut, BatchEnded]
+    assert types(w.do(c.RecordExit(job_id="j1", code=137))) == [JobTimedOut, BatchEnded]
 
 
-def test_time_out_past_the_deadline() -> None:
+def test_stopped_at_the_deadline_is_a_time_out() -> None:
     w = booted()
     w.run_to_running("j1", timeout_seconds=60.0)
     w.now += 60
-    assert types(w.do(c.TimeOutJob(job_id="j1"))) == [JobTimedOut, BatchEnded]
+    stopped = c.RecordExit(job_id="j1", stopped="deadline")  # the wrapper left nothing
+    assert types(w.do(stopped)) == [JobTimedOut, BatchEnded]
     assert w.status("j1") == "timed_out"
 
 
@@ -1183,27 +1197,31 @@ def test_fail_a_job_that_could_not_launch() -> None:
     assert w.state.jobs.by_id["j1"].reason == "binary missing"
 
 
-def test_mark_lost_and_reattach() -> None:
+def test_stale_heartbeat_and_reattach() -> None:
     w = booted()
     w.run_to_running("j1")
     w.run_to_running("j2", "web")
     w.do(c.StartServer(boot_id="boot-2", pid=2, version="t"))
     assert types(w.do(c.Reattach(job_id="j1", boot_id="boot-2"))) == [JobReattached]
     assert w.state.jobs.by_id["j1"].reattached == 1 and w.status("j1") == "running"
-    assert types(w.do(c.MarkLost(job_id="j2", reason="heartbeat stale"))) == [JobLost, BatchEnded]
-    assert w.state.jobs.by_id["j2"].reason == "heartbeat stale"
+    stale = c.RecordStaleHeartbeat(job_id="j2", heartbeat_age=300.0)
+    assert types(w.do(stale)) == [JobLost, BatchEnded]
+    assert w.state.jobs.by_id["j2"].reason == "its heartbeat stopped 300 s ago"
 
 
-def test_a_launching_job_can_be_marked_lost() -> None:
+def test_a_launching_job_with_a_damaged_run_directory_is_lost() -> None:
     w = booted()
     w.run_to_launching("j1")
-    assert types(w.do(c.MarkLost(job_id="j1", reason="crashed"))) == [JobLost, BatchEnded]
+    damaged = c.RecordDamagedRunDir(job_id="j1", error="identity: checksum mismatch")
+    assert types(w.do(damaged)) == [JobLost, BatchEnded]
+    reason = "its run directory is damaged: identity: checksum mismatch"
+    assert w.state.jobs.by_id["j1"].reason == reason
 
 
 def test_an_ending_makes_webhooks_due_and_marks_auto_cleanup() -> None:
     w = booted()
     w.run_to_running("j1", callbacks=[c.CallbackRequest(url="https://h")], auto_cleanup=True)
-    events = w.do(c.RecordExit(job_id="j1", exit_code=0))
+    events = w.do(c.RecordExit(job_id="j1", code=0))
     assert types(events) == [JobCompleted, CallbackDue, CleanupMarked, BatchEnded]
     due = events[1]
     assert isinstance(due, CallbackDue) and due.due_at == w.now and due.webhook_id
@@ -1245,7 +1263,7 @@ def test_cancel_of_a_launched_job_is_a_request_until_its_process_is_gone() -> No
     assert types(w.do(c.CancelJob(job_id="j1"))) == [JobCancelRequested]
     assert w.status("j1") == "cancelling" and "j1" in w.state.jobs.active
     assert w.do(c.CancelJob(job_id="j1")) == [], "already being cancelled"
-    events = w.do(c.RecordExit(job_id="j1", exit_code=0))
+    events = w.do(c.RecordExit(job_id="j1", code=0))
     assert types(events) == [JobCancelled, CallbackDue, BatchEnded]
 
 
@@ -1304,7 +1322,7 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     assert w.do(c.DeleteJob(job_id="j1")) == []
     assert w.do(c.CancelJob(job_id="j1")) == []
 
-    events = w.do(c.RecordExit(job_id="j1", exit_code=None))
+    events = w.do(c.RecordExit(job_id="j1"))
     assert types(events) == [JobCancelled, JobDeleted, CleanupMarked, CleanupMarked, BatchEnded]
     assert deleted(w, "j1") and w.status("j1") == "cancelled"
     assert w.state.jobs.attached == {} and "j1" not in w.state.jobs.active
@@ -1508,7 +1526,7 @@ def test_status_and_queue_membership_agree_through_a_whole_lifecycle() -> None:
     w.do(c.BeginLaunch(job_id="j2"))
     w.do(_started("j2"))
     assert where("j2") == ("running", False, False, True)
-    w.do(c.RecordExit(job_id="j2", exit_code=1))
+    w.do(c.RecordExit(job_id="j2", code=1))
     assert where("j2") == ("failed", False, False, False)
 
 
@@ -1553,7 +1571,10 @@ def test_every_command_type_is_exercised_with_a_legal_outcome() -> None:
     do(c.BeginLaunch(job_id="j1"))
     do(_started())
     do(c.Reattach(job_id="j1", boot_id="b1"))
-    do(c.TimeOutJob(job_id="j1"), advance=SETTINGS.default_timeout_seconds)
+    do(
+        c.RecordExit(job_id="j1", signal=15, stopped="deadline"),
+        advance=SETTINGS.default_timeout_seconds,
+    )
     do(c.RecordRemoval(kind="container", resource_id="ct"))
     do(c.RecordRemoval(kind="network", resource_id="nt"))
     do(c.DeleteJob(job_id="j1"))
@@ -1562,12 +1583,14 @@ def test_every_command_type_is_exercised_with_a_legal_outcome() -> None:
     do(c.FinishCleanup(path="runs/j1"))
     do(c.PurgeJob(job_id="j1"), advance=SETTINGS.retention_seconds)
     w.run_to_running("j2", callbacks=[c.CallbackRequest(url="https://h")])
-    do(c.RecordExit(job_id="j2", exit_code=0))
+    do(c.RecordExit(job_id="j2", code=0))
     do(c.StartAttempt(callback_id="j2-cb0"))
     do(c.RecordAttempt(callback_id="j2-cb0", attempt=1, outcome="give_up", status=410))
     do(c.RetryCallback(job_id="j2", index=0))
     w.run_to_launching("j3")
-    do(c.MarkLost(job_id="j3", reason="gone"))
+    do(c.RecordDamagedRunDir(job_id="j3", error="gone"))
+    w.run_to_running("j6")
+    do(c.RecordStaleHeartbeat(job_id="j6", heartbeat_age=None))
     w.run_to_launching("j4")
     do(c.FailJob(job_id="j4", reason="no binary"))
     w.queue("j5")
@@ -1745,7 +1768,7 @@ def _completed_cleanup() -> World:
 
 def _finished_job_cannot_fail(w: World) -> None:
     w.refuse(c.FailJob(job_id="j1", reason="x"), "conflict", "job_finished")
-    w.refuse(c.RecordExit(job_id="j1", exit_code=1), "conflict", "not_running")
+    w.refuse(c.RecordExit(job_id="j1", code=1), "conflict", "not_running")
 
 
 def _finished_job_cannot_restart(w: World) -> None:

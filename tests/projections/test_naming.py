@@ -53,7 +53,7 @@ def test_decide_records_the_names_naming_gives() -> None:
     [launching] = w.do(c.BeginLaunch(job_id="j1"))
     assert launching == JobLaunching(job_id="j1", run_dir=naming.run_path("j1"))
     w.do(c.RecordProcessStarted(job_id="j1", pid=7, process_start_time=1.0, boot_id="b"))
-    ended = w.do(c.RecordExit(job_id="j1", exit_code=0))
+    ended = w.do(c.RecordExit(job_id="j1", code=0))
     [due] = [e for e in ended if isinstance(e, CallbackDue)]
     assert due.webhook_id == naming.webhook_id("j1-cb0")
     [marked] = [e for e in ended if isinstance(e, CleanupMarked)]

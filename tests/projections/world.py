@@ -161,7 +161,7 @@ class World:
 
     def complete(self, job_id: str, repo: str = "api", **options: Any) -> list[Event]:
         self.run_to_running(job_id, repo, **options)
-        return self.do(c.RecordExit(job_id=job_id, exit_code=0))
+        return self.do(c.RecordExit(job_id=job_id, code=0))
 
     def status(self, job_id: str) -> str:
         return self.state.jobs.by_id[job_id].status
