@@ -305,16 +305,18 @@ class Simulation:
 
     def advance_job(self) -> c.Command | None:
         """One step of a job towards running, as ``projections.launches`` says what is due:
-        staging, workspace, sidecars and the launch intent of a job whose launch is due, or
-        the process of a launch in flight."""
+        the first member of a prepared batch whose launch is due (staging, workspace,
+        sidecars, the launch intent) or in flight (its process)."""
         state = self.state
-        due = next(launches.due_jobs(state), None)
-        if due is not None:
-            return self._next_launch_step(due)
-        for job_id in state.jobs.attached:
-            job = state.jobs.by_id[job_id]
-            if launches.in_flight(job):
-                return self._process_started(job)
+        for batch in state.batches.active.values():
+            for job_id in batch.job_ids:
+                job = state.jobs.by_id.get(job_id)
+                if job is None:
+                    continue
+                if launches.due(state, job):
+                    return self._next_launch_step(job)
+                if launches.in_flight(job):
+                    return self._process_started(job)
         return None
 
     def _next_launch_step(self, job: Job) -> c.Command:

@@ -19,6 +19,8 @@ Every reason is written here; "while the server was down" marks what was found a
 
 from __future__ import annotations
 
+from typing import Final
+
 from projections import liveness
 from projections.commands import RecordDamagedRunDir, RecordExit, RecordStaleHeartbeat
 from projections.decide import common
@@ -35,7 +37,7 @@ from projections.jobs import Job
 from projections.lifecycle import STOPPING
 from projections.state import State
 
-NO_EXIT: str = "no exit code was recorded"
+NO_EXIT: Final = "no exit code was recorded"
 
 
 def record_exit(state: State, command: RecordExit, now: float) -> list[Event]:
