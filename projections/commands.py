@@ -24,6 +24,7 @@ from projections.events import (
 )
 
 AttemptOutcome = Literal["delivered", "retry", "give_up"]
+AgentStop = Literal["request", "deadline"]
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True):
@@ -154,10 +155,10 @@ class CreateJob(_Command, frozen=True):
 
 
 class StartStaging(_Command, frozen=True):
-    """Before the first upload of a job is written: its staging directory is recorded."""
+    """Before the first upload of a job is written: its staging directory is recorded (where,
+    ``naming.staging_path`` says)."""
 
     job_id: str
-    path: str
 
 
 class StageFile(_Command, frozen=True):
@@ -199,13 +200,15 @@ class FinishPreparation(_Command, frozen=True):
 
 
 class RecordWorkspace(_Command, frozen=True):
+    """The job's workspace is made, where ``naming.workspace_path`` says."""
+
     job_id: str
-    path: str
 
 
 class BeginLaunch(_Command, frozen=True):
+    """The launch intent; the run directory is ``naming.run_path``'s."""
+
     job_id: str
-    run_dir: str
 
 
 class RecordProcessStarted(_Command, frozen=True):
@@ -216,25 +219,41 @@ class RecordProcessStarted(_Command, frozen=True):
 
 
 class RecordExit(_Command, frozen=True):
-    """The agent's process is gone: ``exit_code`` from the wrapper's file, None if none."""
+    """The agent's process is gone, and this is what the shell saw of its end; ``decide``
+    alone judges how the job ended (``decide.endings``)."""
 
     job_id: str
-    exit_code: int | None
-    reason: str | None = None
+    code: int | None = None
+    """The exit code the wrapper recorded."""
+    signal: int | None = None
+    """The signal that ended the agent, as the wrapper recorded it."""
+    note: str | None = None
+    """The wrapper's own words when it recorded neither (it could not start the agent, ...)."""
+    stopped: AgentStop | None = None
+    """The shell stopped the agent itself: its job was to stop (cancel, delete), or its
+    deadline passed while it ran."""
+    while_down: bool = False
+    """Found ended at startup: it ended while no server watched it."""
+
+
+class RecordStaleHeartbeat(_Command, frozen=True):
+    """The agent still ran, but its heartbeat was ``heartbeat_age`` seconds old (None: it had
+    no heartbeat file), stale by ``liveness.heartbeat_stale``: the shell killed it."""
+
+    job_id: str
+    heartbeat_age: float | None
+
+
+class RecordDamagedRunDir(_Command, frozen=True):
+    """A file of the job's run directory (identity, exit) failed its checksum."""
+
+    job_id: str
+    error: str
 
 
 class FailJob(_Command, frozen=True):
     """The job cannot run (its launch failed, its repository is damaged)."""
 
-    job_id: str
-    reason: str
-
-
-class TimeOutJob(_Command, frozen=True):
-    job_id: str
-
-
-class MarkLost(_Command, frozen=True):
     job_id: str
     reason: str
 
@@ -285,16 +304,19 @@ class FinishCleanup(_Command, frozen=True):
 
 
 class RecordContainer(_Command, frozen=True):
+    """Docker made the container of the job's sidecar named ``sidecar`` (its name and image
+    follow from the job's spec)."""
+
     job_id: str
     container_id: str
-    name: str
-    image: str
+    sidecar: str
 
 
 class RecordNetwork(_Command, frozen=True):
+    """Docker made the job's network (named by ``naming.network_name``)."""
+
     job_id: str
     network_id: str
-    name: str
 
 
 class RecordRemoval(_Command, frozen=True):
@@ -347,9 +369,9 @@ Command = (
     | BeginLaunch
     | RecordProcessStarted
     | RecordExit
+    | RecordStaleHeartbeat
+    | RecordDamagedRunDir
     | FailJob
-    | TimeOutJob
-    | MarkLost
     | Reattach
     | PurgeJob
     | StartAttempt

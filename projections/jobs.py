@@ -12,7 +12,7 @@ as an anomaly instead of being silently accepted: ``rewind log verify --deep`` r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 
@@ -92,6 +92,14 @@ class Job(msgspec.Struct, array_like=True, gc=False, kw_only=True):
         return self.deleted_at is not None
 
 
+class EarlierCreate(NamedTuple):
+    """A job an earlier create made with the same Idempotency-Key."""
+
+    job_id: str
+    same_body: bool
+    """The same request again (answered with that job); otherwise a conflict."""
+
+
 class Jobs(msgspec.Struct, array_like=True, gc=False, kw_only=True):
     by_id: dict[str, Job] = msgspec.field(default_factory=dict)
     queue: dict[str, int] = msgspec.field(default_factory=dict)
@@ -130,6 +138,16 @@ class Jobs(msgspec.Struct, array_like=True, gc=False, kw_only=True):
 
     def count(self, status: JobStatus) -> int:
         return sum(1 for job in self.by_id.values() if job.status == status)
+
+    def created_with(self, key: Idempotency) -> EarlierCreate | None:
+        """The job an earlier create with this key made, if any: the one lookup of a key,
+        for ``decide`` (which refuses another body and ignores the same one) and for the API
+        (which answers a repeated request at once, storing and validating nothing)."""
+        known = self.idempotency.get(key.key_hash)
+        if known is None:
+            return None
+        job_id, body_hash = known
+        return EarlierCreate(job_id, body_hash == key.body_hash)
 
 
 def touch(state: State, job_id: str | None, seq: int) -> Job | None:

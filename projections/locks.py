@@ -72,18 +72,26 @@ def _released(state: State, seq: int, env: Envelope, ev: LockReleased) -> None:
             f"held by {held}"
         )
         return
-    if _still_working(state, current):
+    if in_use(state, current):
         state.note(f"seq {seq}: lock on {ev.repo!r} released while {current.holder!r} still works")
     del state.locks.held[ev.repo]
 
 
-def _still_working(state: State, lock: Lock) -> bool:
-    """A lock is given back only once its holder's work ended (preparation, clone)."""
+def in_use(state: State, lock: Lock) -> bool:
+    """Whether the lock's holder still works under it: a clone still cloning, a batch still
+    preparing. The one rule of a lock's staleness: the fold notes a release of a lock in use
+    as an anomaly, ``decide`` refuses to release it as stale, recovery looks for the others."""
     if lock.kind == "clone":
         repo = state.repos.by_name.get(lock.holder)
         return repo is not None and repo.clone == "cloning"
     batch = state.batches.active.get(lock.holder)
     return batch is not None and batch.phase == "preparing"
+
+
+def stale(state: State) -> list[str]:
+    """The repositories whose lock nothing works under any more (an old or damaged history
+    can leave one): recovery releases them with ``ReleaseStaleLock``."""
+    return [repo for repo, lock in state.locks.held.items() if not in_use(state, lock)]
 
 
 HANDLERS: Handlers = {LockReleased: _released}

@@ -15,13 +15,13 @@ import os
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+from projections.branches import branch_problem
 from projections.redact import HIDDEN, redact_url
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _TRANSPORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.-]*::")
 _SSH_SCHEMES = {"ssh", "git+ssh", "ssh+git"}
 _PLAIN_SCHEMES = {"http", "git"}
-_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
 class InvalidGitUrlError(ValueError):
@@ -109,27 +109,9 @@ def without_userinfo(url: str) -> str:
 
 
 def validate_branch(branch: str) -> str:
-    """Return `branch` if `git check-ref-format --branch` would accept it, else raise."""
-    problem = _branch_problem(branch)
+    """Return `branch` if the domain's rule accepts it (`git check-ref-format --branch`
+    would), else raise: the git layer's defensive check, with the rule ``decide`` applies."""
+    problem = branch_problem(branch)
     if problem:
-        raise InvalidBranchError(f"invalid branch name {branch!r}: {problem}")
+        raise InvalidBranchError(problem)
     return branch
-
-
-def _branch_problem(branch: str) -> str | None:
-    if not branch:
-        return "empty"
-    if branch.startswith("-"):
-        return "starts with '-'"
-    if branch == "@" or "@{" in branch:
-        return "contains '@{' or is '@'"
-    if _BAD_REF_CHARS.search(branch):
-        return "contains a space, a control character or one of ~^:?*[\\"
-    if ".." in branch or "//" in branch:
-        return "contains '..' or '//'"
-    if branch.startswith("/") or branch.endswith(("/", ".")):
-        return "starts with '/' or ends with '/' or '.'"
-    for part in branch.split("/"):
-        if part.startswith(".") or part.endswith(".lock"):
-            return "a component starts with '.' or ends with '.lock'"
-    return None

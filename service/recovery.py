@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from eventlog import Recovery
+from projections import locks, naming
 from projections.commands import (
     CompleteRecovery,
     DegradeRepo,
@@ -85,13 +86,8 @@ async def _take_over_processes(rt: Runtime, outcomes: Outcomes) -> int:
 async def _release_stale_locks(rt: Runtime) -> int:
     """A lock no live preparation or clone holds is released and handed on (FIFO)."""
     released = 0
-    for repo, lock in list(rt.state.locks.held.items()):
-        batch = rt.state.batches.active.get(lock.holder)
-        holder = rt.state.repos.get(repo)
-        in_use = (lock.kind == "prepare" and batch is not None and batch.phase == "preparing") or (
-            lock.kind == "clone" and holder is not None and holder.clone == "cloning"
-        )
-        if not in_use and await record(rt, ReleaseStaleLock(repo=repo)) is not None:
+    for repo in locks.stale(rt.state):
+        if await record(rt, ReleaseStaleLock(repo=repo)) is not None:
             released += 1
     return released
 
@@ -103,7 +99,7 @@ async def _check_repositories(rt: Runtime) -> int:
     for repo in list(rt.state.repos.by_name.values()):
         if repo.clone != "ready":
             continue
-        damage = await git.check_health(rt.data_dir.repos / repo.name)
+        damage = await git.check_health(rt.path(naming.clone_path(repo.name)))
         if damage is not None and repo.degraded is None:
             await record(rt, DegradeRepo(repo=repo.name, reason=damage))
             degraded += 1

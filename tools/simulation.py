@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from projections import Envelope, State, decide, evolve, make
+from projections import Envelope, State, decide, evolve, launches, make
 from projections import commands as c
 from projections.errors import DomainError
 from projections.events import (
@@ -43,6 +43,7 @@ from projections.events import (
     ServerSettings,
     Sidecar,
 )
+from projections.jobs import Job
 
 START_TS: Final = 1_700_000_000.0
 SNAPSHOT_EVERY: Final = 10_000
@@ -50,6 +51,8 @@ REPOS: Final = ("api", "web", "infra", "docs", "mobile", "ml")
 AGENTS: Final = ("claude-code", "gemini", "codex", "aider")
 USERS: Final = ("alice", "bob", "carol", "dave")
 MAX_BACKLOG: Final = 60
+STALE: Final = 300.0
+"""The heartbeat age of an agent found silent at a restart (stale at any setting here)."""
 MIN_RUN_SECONDS: Final = 20.0
 """An agent runs a while (about 100 commands of simulated time), so several run at once and
 cancellations, crashes and deletions find running jobs, as on a real server."""
@@ -197,7 +200,7 @@ class Simulation:
             elif self.rng.random() < survival:
                 yield from self.apply(c.Reattach(job_id=job_id, boot_id=boot_id))
             else:
-                yield from self.apply(c.MarkLost(job_id=job_id, reason="heartbeat stale"))
+                yield from self.apply(c.RecordStaleHeartbeat(job_id=job_id, heartbeat_age=STALE))
         yield from self.apply(c.CompleteRecovery(report=empty_report()), "recovery")
 
     def setup(self) -> Iterator[Envelope]:
@@ -279,9 +282,8 @@ class Simulation:
             if job.files or self.rng.random() < 0.7:
                 self.created.popleft()
                 return c.StartJob(job_id=job_id)
-            path = f"staging/{job_id}"
             if self.state.staging.of_job(job_id) is None:
-                return c.StartStaging(job_id=job_id, path=path)
+                return c.StartStaging(job_id=job_id)
             return c.StageFile(job_id=job_id, name="spec.md", size=2048, sha256="ab" * 32)
         return None
 
@@ -302,51 +304,47 @@ class Simulation:
         )
 
     def advance_job(self) -> c.Command | None:
-        """One step of a prepared job towards running: staging, workspace, sidecars, launch."""
+        """One step of a job towards running, as ``projections.launches`` says what is due:
+        the first member of a prepared batch whose launch is due (staging, workspace,
+        sidecars, the launch intent) or in flight (its process)."""
         state = self.state
         for batch in state.batches.active.values():
-            if batch.phase == "preparing":
-                continue
             for job_id in batch.job_ids:
                 job = state.jobs.by_id.get(job_id)
-                if job is None or job.status not in ("preparing", "cancelling", "deleting"):
+                if job is None:
                     continue
-                return self._next_launch_step(job_id)
+                if launches.due(state, job):
+                    return self._next_launch_step(job)
+                if launches.in_flight(job):
+                    return self._process_started(job)
         return None
 
-    def _next_launch_step(self, job_id: str) -> c.Command | None:
-        state = self.state
-        job = state.jobs.by_id[job_id]
-        staged = state.staging.of_job(job_id)
-        if job.status == "preparing" and staged is not None:
+    def _next_launch_step(self, job: Job) -> c.Command:
+        job_id = job.job_id
+        staged = self.state.staging.of_job(job_id)
+        if staged is not None:
             return c.RemoveStaging(path=staged, reason="consumed")
-        if job.workspace is None and job.status == "preparing":
-            return c.RecordWorkspace(job_id=job_id, path=f"workspaces/{job_id}")
-        containers, networks = state.resources.of_job(job_id)
-        if job.spec.options.sidecars and not networks and job.status == "preparing":
-            return c.RecordNetwork(
-                job_id=job_id, network_id=self.new_id("net"), name=f"rewind-{job_id}"
-            )
-        if job.spec.options.sidecars and not containers and job.status == "preparing":
+        if job.workspace is None:
+            return c.RecordWorkspace(job_id=job_id)
+        containers, networks = self.state.resources.of_job(job_id)
+        if job.spec.options.sidecars and not networks:
+            return c.RecordNetwork(job_id=job_id, network_id=self.new_id("net"))
+        if job.spec.options.sidecars and not containers:
             sidecar = job.spec.options.sidecars[0]
             return c.RecordContainer(
-                job_id=job_id,
-                container_id=self.new_id("ctr"),
-                name=f"rewind-{job_id}-{sidecar.name}",
-                image=sidecar.image,
+                job_id=job_id, container_id=self.new_id("ctr"), sidecar=sidecar.name
             )
-        if job.run_dir is None and job.status == "preparing":
-            return c.BeginLaunch(job_id=job_id, run_dir=f"runs/{job_id}")
-        if job.run_dir is not None and job.process is None:
-            if self.rng.random() < 0.02:
-                return c.FailJob(job_id=job_id, reason="agent binary not found")
-            return c.RecordProcessStarted(
-                job_id=job_id,
-                pid=self.rng.randrange(2000, 4_000_000),
-                process_start_time=self.now,
-                boot_id=f"boot-{self.boots}",
-            )
-        return None
+        return c.BeginLaunch(job_id=job_id)
+
+    def _process_started(self, job: Job) -> c.Command:
+        if self.rng.random() < 0.02:
+            return c.FailJob(job_id=job.job_id, reason="agent binary not found")
+        return c.RecordProcessStarted(
+            job_id=job.job_id,
+            pid=self.rng.randrange(2000, 4_000_000),
+            process_start_time=self.now,
+            boot_id=f"boot-{self.boots}",
+        )
 
     def end_job(self) -> c.Command | None:
         state = self.state
@@ -357,18 +355,18 @@ class Simulation:
         job_id = rng.choice(started)
         job = state.jobs.by_id[job_id]
         if job.status != "running":
-            return c.RecordExit(job_id=job_id, exit_code=None, reason="stopped")
+            return c.RecordExit(job_id=job_id, signal=15, stopped="request")
         if job.started_at is not None and self.now - job.started_at < MIN_RUN_SECONDS:
             return None
         if job.deadline is not None and rng.random() < 0.05:
             self.now = max(self.now, job.deadline)
-            return c.TimeOutJob(job_id=job_id)
+            return c.RecordExit(job_id=job_id, signal=15, stopped="deadline")
         roll = rng.random()
         if roll < 0.8:
-            return c.RecordExit(job_id=job_id, exit_code=0)
+            return c.RecordExit(job_id=job_id, code=0)
         if roll < 0.99:
-            return c.RecordExit(job_id=job_id, exit_code=rng.choice([1, 2, 137]))
-        return c.RecordExit(job_id=job_id, exit_code=None, reason="wrapper killed")
+            return c.RecordExit(job_id=job_id, code=rng.choice([1, 2, 137]))
+        return c.RecordExit(job_id=job_id)  # the wrapper was killed: no exit recorded
 
     def cancel_job(self) -> c.Command | None:
         """Cancel a queued or launched job, or delete it outright (which cancels it first)."""

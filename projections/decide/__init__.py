@@ -12,7 +12,17 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from projections import commands as c
-from projections.decide import callbacks, effects, jobs, repos, running, scheduling, server, users
+from projections.decide import (
+    callbacks,
+    effects,
+    endings,
+    jobs,
+    repos,
+    running,
+    scheduling,
+    server,
+    users,
+)
 from projections.events import Event
 from projections.state import State
 
@@ -49,10 +59,10 @@ DECIDERS: Final[dict[type[c.Command], Decider]] = {
     c.RecordWorkspace: running.record_workspace,
     c.BeginLaunch: running.begin_launch,
     c.RecordProcessStarted: running.record_process_started,
-    c.RecordExit: running.record_exit,
+    c.RecordExit: endings.record_exit,
+    c.RecordStaleHeartbeat: endings.record_stale_heartbeat,
+    c.RecordDamagedRunDir: endings.record_damaged_run_dir,
     c.FailJob: running.fail,
-    c.TimeOutJob: running.time_out,
-    c.MarkLost: running.mark_lost,
     c.Reattach: running.reattach,
     c.StartAttempt: callbacks.start_attempt,
     c.RecordAttempt: callbacks.record_attempt,

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from projections import naming
 from projections.batches import Batch
 from projections.errors import conflict, invalid, not_found
 from projections.events import (
@@ -74,6 +75,14 @@ def end_job(
     return [ending, *follow_ups(state, found, now, delete=delete)]
 
 
+def end_with_batch(
+    state: State, found: Job, ending: Ending, now: float, *, delete: bool = False
+) -> list[Event]:
+    """``end_job``, then the end of the job's batch if it was the last member running."""
+    events = end_job(state, found, ending, now, delete=delete)
+    return events + end_batch_if_done(state, batch_of(state, found), [found.job_id])
+
+
 def follow_ups(state: State, found: Job, now: float, *, delete: bool = False) -> list[Event]:
     """What a job's ending brings, after its terminal event (see ``end_job``)."""
     events: list[Event] = []
@@ -86,7 +95,7 @@ def follow_ups(state: State, found: Job, now: float, *, delete: bool = False) ->
                 CallbackDue(
                     callback_id=delivery.callback_id,
                     job_id=found.job_id,
-                    webhook_id=f"msg_{delivery.callback_id}",
+                    webhook_id=naming.webhook_id(delivery.callback_id),
                     due_at=now,
                 )
             )
@@ -97,23 +106,12 @@ def follow_ups(state: State, found: Job, now: float, *, delete: bool = False) ->
     return events
 
 
-def workspace_path(state: State, job_id: str) -> str:
-    """Where a job's workspace is made (relative to the data directory, or absolute)."""
-    return f"{state.server.settings.workspace_root.rstrip('/')}/{job_id}"
-
-
-def run_path(job_id: str) -> str:
-    """Where a job's agent run directory (identity, output, exit code) lives, relative to the
-    data directory: outside the workspace, so the agent cannot delete or forge it."""
-    return f"runs/{job_id}"
-
-
 def mark_workspace(state: State, found: Job, reason: str) -> list[Event]:
     """Cleanup intent for a job's workspace, once, if it may have one: a crash can leave a
     half-made workspace whose creation was never recorded, so any prepared job counts."""
     if found.batch_id is None:
         return []
-    path = found.workspace or workspace_path(state, found.job_id)
+    path = found.workspace or naming.workspace_path(state.server.settings, found.job_id)
     if found.cleanup_marked or path in state.cleanup.pending:
         return []
     return [CleanupMarked(path=path, reason=reason, job_id=found.job_id)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from projections import naming
 from projections.commands import (
     FinishCleanup,
     RecordArchived,
@@ -56,16 +57,21 @@ def finish_cleanup(state: State, command: FinishCleanup, now: float) -> list[Eve
 
 
 def record_container(state: State, command: RecordContainer, now: float) -> list[Event]:
-    """Recorded even for a job that ended meanwhile: what exists must be known to be removed."""
-    if state.jobs.get(command.job_id) is None:
+    """Recorded even for a job that ended meanwhile: what exists must be known to be removed.
+    Its name and image follow from the job's sidecar of that name."""
+    job = state.jobs.get(command.job_id)
+    if job is None:
         raise not_found("job_not_found", f"no job {command.job_id!r}")
+    sidecar = next((s for s in job.spec.options.sidecars if s.name == command.sidecar), None)
+    if sidecar is None:
+        raise not_found("sidecar_not_found", f"job {command.job_id!r} has no {command.sidecar!r}")
     if command.container_id in state.resources.containers:
         return []
     return [
         ContainerCreated(
             container_id=command.container_id,
-            name=command.name,
-            image=command.image,
+            name=naming.container_name(command.job_id, sidecar.name),
+            image=sidecar.image,
             job_id=command.job_id,
         )
     ]
@@ -76,7 +82,8 @@ def record_network(state: State, command: RecordNetwork, now: float) -> list[Eve
         raise not_found("job_not_found", f"no job {command.job_id!r}")
     if command.network_id in state.resources.networks:
         return []
-    return [NetworkCreated(network_id=command.network_id, name=command.name, job_id=command.job_id)]
+    name = naming.network_name(command.job_id)
+    return [NetworkCreated(network_id=command.network_id, name=name, job_id=command.job_id)]
 
 
 def record_removal(state: State, command: RecordRemoval, now: float) -> list[Event]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from projections import env_policy
+from projections import env_policy, naming
 from projections.commands import (
     CancelJob,
     CreateJob,
@@ -44,15 +44,14 @@ MAX_CALLBACKS: Final = 10
 
 def create(state: State, command: CreateJob, now: float) -> list[Event]:
     """A new job, or nothing when the same idempotency key already made this same job."""
-    if command.idempotency is not None:
-        known = state.jobs.idempotency.get(command.idempotency.key_hash)
-        if known is not None:
-            if known[1] != command.idempotency.body_hash:
-                raise invalid(
-                    "idempotency_conflict",
-                    f"this Idempotency-Key was used for job {known[0]!r} with another body",
-                )
-            return []
+    earlier = state.jobs.created_with(command.idempotency) if command.idempotency else None
+    if earlier is not None:
+        if not earlier.same_body:
+            raise invalid(
+                "idempotency_conflict",
+                f"this Idempotency-Key was used for job {earlier.job_id!r} with another body",
+            )
+        return []
     if command.job_id in state.jobs.by_id or command.job_id in state.jobs.purged:
         raise conflict("job_exists", f"job id {command.job_id!r} is taken")
     owner = state.users.by_id.get(command.owner)
@@ -105,7 +104,7 @@ def create(state: State, command: CreateJob, now: float) -> list[Event]:
             ),
             callbacks=[
                 CallbackSpec(
-                    callback_id=callback_id(command.job_id, index),
+                    callback_id=naming.callback_id(command.job_id, index),
                     url=callback.url,
                     schedule=settings.callback_schedule,
                 )
@@ -143,23 +142,13 @@ def _check_sidecars(sidecars: list[Sidecar]) -> None:
         raise invalid("invalid_sidecar", "sidecars need distinct names (a-z 0-9 -) and an image")
 
 
-def callback_id(job_id: str, index: int) -> str:
-    """Stable and derived, so the webhook-id built from it survives any restart."""
-    return f"{job_id}-cb{index}"
-
-
-def staging_path(job_id: str) -> str:
-    return f"staging/{job_id}"
-
-
 def start_staging(state: State, command: StartStaging, now: float) -> list[Event]:
     found = common.job(state, command.job_id)
     common.require(found, StagingCreated, "job_started", "take files after it started")
     if state.staging.of_job(command.job_id) is not None:
         return []
-    if command.path in state.staging.dirs:
-        raise conflict("staging_exists", f"staging {command.path!r} belongs to another job")
-    return [StagingCreated(path=command.path, job_id=command.job_id, at=now)]
+    path = naming.staging_path(command.job_id)
+    return [StagingCreated(path=path, job_id=command.job_id, at=now)]
 
 
 def stage_file(state: State, command: StageFile, now: float) -> list[Event]:
@@ -200,8 +189,7 @@ def cancel(state: State, command: CancelJob, now: float) -> list[Event]:
 
 def _cancel_now(state: State, found: Job, now: float, *, delete: bool) -> list[Event]:
     ending = JobCancelled(job_id=found.job_id, at=now)
-    events = common.end_job(state, found, ending, now, delete=delete)
-    return events + common.end_batch_if_done(state, common.batch_of(state, found), [found.job_id])
+    return common.end_with_batch(state, found, ending, now, delete=delete)
 
 
 def delete(state: State, command: DeleteJob, now: float) -> list[Event]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from projections import naming
+from projections.branches import branch_problem
 from projections.commands import (
     ChangeRepoSettings,
     DegradeRepo,
@@ -35,12 +37,11 @@ from projections.state import State
 REPO_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def clone_path(name: str) -> str:
-    """Where a repository's clone lives, relative to the data directory."""
-    return f"repos/{name}"
-
-
 def register(state: State, command: RegisterRepo, now: float) -> list[Event]:
+    """The branch is judged first: the API refused a bad branch before anything else."""
+    bad_branch = branch_problem(command.branch)
+    if bad_branch is not None:
+        raise invalid("invalid_branch", bad_branch)
     if not REPO_NAME.fullmatch(command.repo):
         raise invalid(
             "invalid_repo_name",
@@ -50,8 +51,6 @@ def register(state: State, command: RegisterRepo, now: float) -> list[Event]:
         raise conflict("repo_exists", f"repository {command.repo!r} is already registered")
     if not command.git_url.strip():
         raise invalid("invalid_git_url", "gitUrl is empty")
-    if not command.branch.strip() or command.branch.startswith("-"):
-        raise invalid("invalid_branch", f"branch {command.branch!r} is not a branch name")
     common.check_env_names(command.settings.variables)
     return [
         RepoRegistered(
@@ -135,7 +134,7 @@ def unregister(state: State, command: UnregisterRepo, now: float) -> list[Event]
         )
     if command.repo in state.locks.held:
         raise conflict("repo_busy", f"repository {command.repo!r} is being cloned or prepared")
-    path = clone_path(command.repo)
+    path = naming.clone_path(command.repo)
     events: list[Event] = [RepoUnregistered(repo=command.repo)]
     if path not in state.cleanup.pending:
         events.append(CleanupMarked(path=path, reason="repository unregistered", job_id=None))

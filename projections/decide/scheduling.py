@@ -10,6 +10,7 @@ git pull. So the lock is never handed past a waiter, and no repository is prepar
 
 from __future__ import annotations
 
+from projections import locks
 from projections.commands import Dispatch, FinishPreparation, ReleaseStaleLock
 from projections.decide import common
 from projections.errors import conflict, invalid, not_found
@@ -87,10 +88,6 @@ def release_stale_lock(state: State, command: ReleaseStaleLock, now: float) -> l
     lock = state.locks.holder(command.repo)
     if lock is None:
         raise not_found("lock_not_held", f"repository {command.repo!r} is not locked")
-    batch = state.batches.active.get(lock.holder)
-    repo = state.repos.get(command.repo)
-    if (lock.kind == "prepare" and batch is not None and batch.phase == "preparing") or (
-        lock.kind == "clone" and repo is not None and repo.clone == "cloning"
-    ):
+    if locks.in_use(state, lock):
         raise conflict("lock_in_use", f"the lock on {command.repo!r} is held by {lock.holder!r}")
     return common.release_lock(state, command.repo, "stale-after-restart", now)

@@ -16,9 +16,9 @@ from litestar import Request, Response, delete, get, post
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream
 
 from projections import commands as c
-from projections.decide.jobs import callback_id, staging_path
 from projections.events import Idempotency, Sidecar, tag_of
 from projections.lifecycle import JobStatus
+from projections.naming import callback_id
 from projections.plain import fields_of
 from projections.redact import redacted
 from projections.users import User
@@ -63,9 +63,8 @@ async def create_job(request: Request[Any, Any, Any], data: NewJob) -> JobCreate
             key_hash=hashlib.sha256(f"{user.user_id}\0{key}".encode()).hexdigest(),
             body_hash=hashlib.sha256(body).hexdigest(),
         )
-        known = rt.state.jobs.idempotency.get(idempotency.key_hash)
-        if known is not None and known[1] == idempotency.body_hash:
-            return _created(rt, known[0])
+    if (replay := _replay(rt, idempotency)) is not None:
+        return replay
     if data.options.sidecars and rt.docker is None:
         raise ApiError(503, "docker_unavailable", f"sidecars need a Docker API: {rt.docker_error}")
     job_id = "job-" + secrets.token_hex(8)
@@ -89,18 +88,28 @@ async def create_job(request: Request[Any, Any, Any], data: NewJob) -> JobCreate
         idempotency=idempotency,
     )
     try:
-        await rt.engine.execute(
+        created = await rt.engine.execute(
             command, actor=user.user_id, request=request.headers.get("x-request-id")
         )
     except BaseException:
         for cid in callback_secrets:
             rt.secrets.remove(cid)
         raise
-    if idempotency is not None and job_id not in rt.state.jobs.by_id:
+    replay = None if created else _replay(rt, idempotency)
+    if replay is not None:  # a repeat of a create made meanwhile: decide made nothing
         for cid in callback_secrets:
             rt.secrets.remove(cid)
-        return _created(rt, rt.state.jobs.idempotency[idempotency.key_hash][0])
+        return replay
     return _created(rt, job_id)
+
+
+def _replay(rt: Runtime, idempotency: Idempotency | None) -> JobCreatedOut | None:
+    """The answer to a request that repeats an earlier create (same key, same body): that
+    job. A key used with another body is left to ``decide``, which refuses it."""
+    earlier = rt.state.jobs.created_with(idempotency) if idempotency is not None else None
+    if earlier is None or not earlier.same_body:
+        return None
+    return _created(rt, earlier.job_id)
 
 
 async def _store_secrets(rt: Runtime, job_id: str, data: NewJob) -> list[str]:
@@ -165,8 +174,7 @@ async def upload_files(request: Request[Any, Any, Any], job_id: str) -> list[Fil
     for name, content in contents:
         _check_upload(name, content, rt.config.upload_max_bytes)
     async with rt.job_lock(job_id):
-        path = staging_path(job_id)
-        await rt.engine.execute(c.StartStaging(job_id=job_id, path=path), actor=user.user_id)
+        await rt.engine.execute(c.StartStaging(job_id=job_id), actor=user.user_id)
         return [await _stage(rt, user, job_id, name, content) for name, content in contents]
 
 

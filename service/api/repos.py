@@ -16,7 +16,7 @@ from service.api.deps import context, require_admin
 from service.api.models import NewRepo, RepoOut, RepoSettingsIn
 from service.api.problems import ApiError
 from service.api.views import repo_out
-from service.git_inputs import split_credentials, validate_branch, validate_url
+from service.git_inputs import split_credentials, validate_url
 from service.repo_secrets import RepoSecret
 
 
@@ -38,10 +38,6 @@ async def register_repo(request: Request[Any, Any, Any], data: NewRepo) -> RepoO
         url = validate_url(data.git_url)
     except ValueError as err:
         raise ApiError(422, "invalid_git_url", str(err)) from None
-    try:
-        validate_branch(data.branch)
-    except ValueError as err:
-        raise ApiError(422, "invalid_branch", str(err)) from None
     shown, credentials = split_credentials(url)
     async with rt.repo_secrets.changing(data.name) as change:
         if data.name not in rt.state.repos.by_name:  # else refused, the secret left alone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections import naming
 from projections.commands import FinishClone
 from service import git
 from service.reconcile.loop import record
@@ -23,7 +24,8 @@ async def clone(rt: Runtime, name: str) -> None:
         return
     try:
         url, auth = rt.repo_secrets.auth(repo)
-        commit = await git.clone(url, rt.data_dir.repos / name, repo.spec.branch, auth=auth)
+        clone = rt.path(naming.clone_path(name))
+        commit = await git.clone(url, clone, repo.spec.branch, auth=auth)
     except (git.GitError, OSError, ValueError) as err:
         await record(rt, FinishClone(repo=name, error=str(err)))
         return

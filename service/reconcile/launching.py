@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 
+from projections import launches, naming
 from projections.commands import (
     BeginLaunch,
     FailJob,
@@ -24,9 +25,9 @@ from projections.commands import (
     RecordWorkspace,
     RemoveStaging,
 )
-from projections.decide.common import run_path, workspace_path
 from projections.jobs import Job
 from projections.lifecycle import STOPPING
+from service.agents.identity import ProcessIdentity
 from service.agents.launcher import LaunchError, launch
 from service.agents.templates import AgentTemplate, TemplateError, render
 from service.agents.watch import kill_group_now
@@ -43,40 +44,30 @@ _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SHELL")
 
 
 async def start_launches(rt: Runtime) -> None:
-    state = rt.state
-    for batch in state.batches.active.values():
-        if batch.phase == "preparing":
-            continue
-        for job_id in batch.job_ids:
-            job = state.jobs.by_id.get(job_id)
-            if job is not None and job.status == "preparing" and job.run_dir is None:
-                rt.tasks.start("launch", job_id, prepare_and_launch, rt, job_id)
+    for job in launches.due_jobs(rt.state):
+        rt.tasks.start("launch", job.job_id, prepare_and_launch, rt, job.job_id)
 
 
 async def prepare_and_launch(rt: Runtime, job_id: str) -> None:
     job = rt.state.jobs.get(job_id)
-    if job is None or job.status != "preparing":
+    if job is None or not launches.due(rt.state, job):
         return
-    recorded = job.workspace or workspace_path(rt.state, job_id)
     workspace = workspace_of(rt, job)
-    clone = rt.data_dir.repos / job.spec.repo
+    clone = rt.path(naming.clone_path(job.spec.repo))
     await create_workspace(clone, workspace)
     staged = rt.state.staging.of_job(job_id)
     if staged is not None:
         await anyio.to_thread.run_sync(consume, rt.path(staged), workspace / "files")
         await record(rt, RemoveStaging(path=staged, reason="consumed"))
     await anyio.to_thread.run_sync(owned_by, workspace, rt.sandbox.uid, rt.sandbox.gid)
-    if (
-        job.workspace is None
-        and await record(rt, RecordWorkspace(job_id=job_id, path=recorded)) is None
-    ):
+    if job.workspace is None and await record(rt, RecordWorkspace(job_id=job_id)) is None:
         return
     if job.spec.options.sidecars:
         problem = await start_sidecars(rt, job)
         if problem is not None:
             await record(rt, FailJob(job_id=job_id, reason=problem))
             return
-    if await record(rt, BeginLaunch(job_id=job_id, run_dir=run_path(job_id))) is None:
+    if await record(rt, BeginLaunch(job_id=job_id)) is None:
         return
     await spawn(rt, job_id)
 
@@ -84,8 +75,9 @@ async def prepare_and_launch(rt: Runtime, job_id: str) -> None:
 async def spawn(rt: Runtime, job_id: str) -> None:
     """Start the agent of a job whose launch intent is durable, and record its identity."""
     job = rt.state.jobs.get(job_id)
-    if job is None or job.run_dir is None or job.process is not None:
+    if job is None or not launches.in_flight(job):
         return
+    assert job.run_dir is not None  # in flight: its launch intent is recorded
     if job.status in STOPPING:
         await record(rt, FailJob(job_id=job_id, reason="cancelled before its agent started"))
         return
@@ -107,17 +99,20 @@ async def spawn(rt: Runtime, job_id: str) -> None:
         await record(rt, FailJob(job_id=job_id, reason=f"the agent could not start: {err}"))
         return
     rt.launched.add(job_id)
-    started = await record(
-        rt,
-        RecordProcessStarted(
-            job_id=job_id,
-            pid=identity.pid,
-            process_start_time=identity.start_time,
-            boot_id=identity.boot_id,
-        ),
-    )
-    if started is None:
+    if not await record_started(rt, job_id, identity):
         kill_group_now(identity)
+
+
+async def record_started(rt: Runtime, job_id: str, identity: ProcessIdentity) -> bool:
+    """Record the agent's process, as launched here or found in its run directory after a
+    crash; False when refused (the job moved on meanwhile)."""
+    started = RecordProcessStarted(
+        job_id=job_id,
+        pid=identity.pid,
+        process_start_time=identity.start_time,
+        boot_id=identity.boot_id,
+    )
+    return await record(rt, started) is not None
 
 
 def sandbox_of(rt: Runtime, job: Job, run_dir: Path) -> SandboxSpec | None:
@@ -170,33 +165,27 @@ async def start_sidecars(rt: Runtime, job: Job) -> str | None:
     if docker is None:
         return f"sidecars need a Docker API: {rt.docker_error}"
     tags = labels(job.job_id, rt.server_id)
-    name = f"rewind-{job.job_id}"
+    name = naming.network_name(job.job_id)
     what = f"network {name!r}"  # what failed, for the job's reason
     try:
         network = await anyio.to_thread.run_sync(docker.create_network, name, tags)
-        await record(rt, RecordNetwork(job_id=job.job_id, network_id=network, name=name))
+        await record(rt, RecordNetwork(job_id=job.job_id, network_id=network))
         for sidecar in job.spec.options.sidecars:
             what = f"sidecar {sidecar.name!r}"
-            container_name = f"{name}-{sidecar.name}"
             container = await anyio.to_thread.run_sync(
                 functools.partial(
                     docker.create_container,
                     image=sidecar.image,
                     command=sidecar.command or None,
                     env=sidecar.env,
-                    name=container_name,
+                    name=naming.container_name(job.job_id, sidecar.name),
                     labels=tags,
                     network=network,
                 )
             )
             await record(
                 rt,
-                RecordContainer(
-                    job_id=job.job_id,
-                    container_id=container,
-                    name=container_name,
-                    image=sidecar.image,
-                ),
+                RecordContainer(job_id=job.job_id, container_id=container, sidecar=sidecar.name),
             )
             await anyio.to_thread.run_sync(docker.start_container, container)
     except ContainerStartError as err:
@@ -208,4 +197,4 @@ async def start_sidecars(rt: Runtime, job: Job) -> str | None:
 
 def workspace_of(rt: Runtime, job: Job) -> Path:
     """Where the job's workspace is (or will be, before it is recorded)."""
-    return rt.path(job.workspace or workspace_path(rt.state, job.job_id))
+    return rt.path(job.workspace or naming.workspace_path(rt.state.server.settings, job.job_id))

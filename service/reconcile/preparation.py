@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 
+from projections import naming
 from projections.commands import DegradeRepo, FinishPreparation
 from service import git
 from service.reconcile.loop import record
@@ -31,7 +32,7 @@ async def prepare(rt: Runtime, batch_id: str, generation: int) -> None:
     repo = state.repos.get(batch.repo) if batch else None
     if batch is None or repo is None or batch.generation != generation:
         return
-    clone = rt.data_dir.repos / repo.name
+    clone = rt.path(naming.clone_path(repo.name))
     damage = await git.check_health(clone)
     if damage is not None:
         await record(rt, DegradeRepo(repo=repo.name, reason=damage))

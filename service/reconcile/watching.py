@@ -1,12 +1,13 @@
 """Watching agents until they end, and taking over the ones a previous process started.
 
-One watcher per job with a process. It ends the job when the agent exits (exit 0 completes,
-any other code fails, a signal fails with 128+signal), stops it on a cancel or delete request,
-kills it at its deadline (written when it started, so it holds across restarts), and declares
-it lost when its heartbeat goes stale. A job found at startup is first judged from its run
-directory: alive with a fresh heartbeat -> re-attached; alive but stale -> killed and lost;
-gone -> finished with the exit code its wrapper recorded, or lost without one. A launch
-intent with no recorded process is resolved from the identity file, or launched again.
+One watcher per job with a process. It observes and acts, and reports what it saw; how the
+job ended is ``decide``'s judgement (``projections.decide.endings``). It stops the agent on a
+cancel or delete request and at its deadline (written when it started, so it holds across
+restarts), kills it when its heartbeat is stale (``projections.liveness``), and reports the
+exit its wrapper recorded once the agent is gone. A job found at startup is first looked at
+from its run directory: alive with a fresh heartbeat -> re-attached; alive but stale ->
+killed, reported stale; gone -> its exit reported as found "while the server was down". A
+launch intent with no recorded process is resolved from the identity file, or launched again.
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ from typing import Final
 import anyio
 
 from eventlog import CorruptFileError
-from projections.commands import MarkLost, Reattach, RecordExit, RecordProcessStarted, TimeOutJob
+from projections import launches, liveness
+from projections.commands import (
+    AgentStop,
+    Reattach,
+    RecordDamagedRunDir,
+    RecordExit,
+    RecordStaleHeartbeat,
+)
 from projections.jobs import Job
 from projections.lifecycle import STOPPING
 from service.agents.identity import ExitStatus, ProcessIdentity, is_alive, read_exit, read_identity
 from service.agents.watch import heartbeat_age, kill_group_now, terminate
-from service.reconcile.launching import spawn
+from service.reconcile.launching import record_started, spawn
 from service.reconcile.loop import record
 from service.runtime import Runtime
 from service.trees import remove_tree
@@ -68,7 +76,7 @@ async def take_over(rt: Runtime, job_id: str, outcomes: Outcomes) -> ProcessIden
     try:
         return await _take_over(rt, job, run_dir, outcomes)
     except CorruptFileError as err:  # one damaged run directory costs one job, not the server
-        await record(rt, MarkLost(job_id=job_id, reason=f"its run directory is damaged: {err}"))
+        await record(rt, RecordDamagedRunDir(job_id=job_id, error=str(err)))
         outcomes.lost += 1
         return None
 
@@ -77,21 +85,13 @@ async def _take_over(
     rt: Runtime, job: Job, run_dir: Path, outcomes: Outcomes
 ) -> ProcessIdentity | None:
     job_id = job.job_id
-    if job.process is None:
+    if launches.in_flight(job):
         found = read_identity(run_dir)
         if found is None:
             await _relaunch(rt, job_id, run_dir)
             outcomes.relaunched += 1
             return None
-        await record(
-            rt,
-            RecordProcessStarted(
-                job_id=job_id,
-                pid=found.pid,
-                process_start_time=found.start_time,
-                boot_id=found.boot_id,
-            ),
-        )
+        await record_started(rt, job_id, found)
         recorded = rt.state.jobs.get(job_id)
         if recorded is None or recorded.process is None:
             return None
@@ -101,17 +101,17 @@ async def _take_over(
     if job_id in rt.launched:
         return identity
     if not is_alive(identity):
-        ended = await _record_exit(rt, job, read_exit(run_dir), "while the server was down")
-        if ended:
+        status = read_exit(run_dir)
+        await record(rt, _exit_seen(job_id, status, while_down=True))
+        if _recorded(status):
             outcomes.finished_while_down += 1
         else:
             outcomes.lost += 1
         return None
     age = heartbeat_age(run_dir, time.time())
-    stale = rt.state.server.settings.heartbeat_stale_seconds
-    if age is None or age > stale:
+    if liveness.heartbeat_stale(rt.state.server.settings, age):
         kill_group_now(identity)
-        await record(rt, MarkLost(job_id=job_id, reason=_stale(age)))
+        await record(rt, RecordStaleHeartbeat(job_id=job_id, heartbeat_age=age))
         outcomes.lost += 1
         return None
     await record(rt, Reattach(job_id=job_id, boot_id=rt.boot_id))
@@ -121,7 +121,10 @@ async def _take_over(
 
 
 async def follow(rt: Runtime, job_id: str, identity: ProcessIdentity) -> None:
-    """Poll the agent until its job ends; every way of ending is recorded here."""
+    """Poll the agent until its job ends, reporting what ended it: the shell stops the agent
+    when its job is to stop or its deadline has come, kills it when its heartbeat is stale,
+    and ``decide`` judges each report. A heartbeat not made yet (a launch that has just
+    started) is no sign of anything here."""
     while True:
         job = rt.state.jobs.get(job_id)
         if job is None or job.terminal:
@@ -129,46 +132,47 @@ async def follow(rt: Runtime, job_id: str, identity: ProcessIdentity) -> None:
         run_dir = rt.path(job.run_dir or "")
         if job.status in STOPPING:
             await terminate(identity, rt.config.kill_grace_seconds)
-            await record(rt, RecordExit(job_id=job_id, exit_code=None, reason="stopped on request"))
+            await record(rt, RecordExit(job_id=job_id, stopped="request"))
             return
-        if job.deadline is not None and time.time() >= job.deadline:
+        if liveness.past_deadline(job, time.time()):
             await terminate(identity, rt.config.kill_grace_seconds)
-            status = read_exit(run_dir)
-            if status is not None and status.code == 0:
-                await record(rt, RecordExit(job_id=job_id, exit_code=0))
-            else:
-                await record(rt, TimeOutJob(job_id=job_id))
+            await record(rt, _exit_seen(job_id, read_exit(run_dir), stopped="deadline"))
             return
         if not is_alive(identity):
-            await _record_exit(rt, job, read_exit(run_dir), "")
+            await record(rt, _exit_seen(job_id, read_exit(run_dir)))
             return
         age = heartbeat_age(run_dir, time.time())
-        if age is not None and age > rt.state.server.settings.heartbeat_stale_seconds:
+        if age is not None and liveness.heartbeat_stale(rt.state.server.settings, age):
             kill_group_now(identity)
-            await record(rt, MarkLost(job_id=job_id, reason=_stale(age)))
+            await record(rt, RecordStaleHeartbeat(job_id=job_id, heartbeat_age=age))
             return
         await rt.engine.wait_change(POLL)
 
 
-async def _record_exit(rt: Runtime, job: Job, status: ExitStatus | None, when: str) -> bool:
-    """Record how a finished agent ended; False when it left no exit code (lost)."""
-    suffix = f" {when}" if when else ""
-    if status is None or (status.code is None and status.signal is None):
-        detail = status.error if status and status.error else "no exit code was recorded"
-        await record(
-            rt,
-            MarkLost(job_id=job.job_id, reason=f"the agent ended{suffix}: {detail}")
-            if job.status not in STOPPING
-            else RecordExit(job_id=job.job_id, exit_code=None, reason=detail),
-        )
-        return False
-    if status.code is not None:
-        code, reason = status.code, f"the agent exited with code {status.code}{suffix}"
-    else:
-        code = 128 + (status.signal or 0)
-        reason = f"the agent was killed by signal {status.signal}{suffix}"
-    await record(rt, RecordExit(job_id=job.job_id, exit_code=code, reason=reason))
-    return True
+def _exit_seen(
+    job_id: str,
+    status: ExitStatus | None,
+    *,
+    stopped: AgentStop | None = None,
+    while_down: bool = False,
+) -> RecordExit:
+    """The report of an agent found gone: what its wrapper's exit file says (None: it left
+    none), and what the shell did or knew besides."""
+    if status is None:
+        return RecordExit(job_id=job_id, stopped=stopped, while_down=while_down)
+    return RecordExit(
+        job_id=job_id,
+        code=status.code,
+        signal=status.signal,
+        note=status.error,
+        stopped=stopped,
+        while_down=while_down,
+    )
+
+
+def _recorded(status: ExitStatus | None) -> bool:
+    """The wrapper recorded how the agent ended (a code or a signal)."""
+    return status is not None and (status.code is not None or status.signal is not None)
 
 
 async def _relaunch(rt: Runtime, job_id: str, run_dir: Path) -> None:
@@ -182,9 +186,3 @@ async def _relaunch(rt: Runtime, job_id: str, run_dir: Path) -> None:
             return
         await anyio.to_thread.run_sync(remove_tree, run_dir)
     await spawn(rt, job_id)
-
-
-def _stale(age: float | None) -> str:
-    if age is None:
-        return "its heartbeat file is missing"
-    return f"its heartbeat stopped {age:.0f} s ago"

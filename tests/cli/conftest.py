@@ -11,7 +11,7 @@ import pytest
 from service.layout import DataDir
 from tests.service.helpers import history, run_rewind
 
-EVENTS = 2000
+EVENTS = 2500
 SEED = 1
 
 

@@ -87,6 +87,7 @@ from projections.events import (
     UserAdded,
     UserRemoved,
 )
+from projections.jobs import EarlierCreate
 from tests.projections.world import SETTINGS, World, raised_codes, report, types
 from tests.service.helpers import make_data_dir
 from tools.cli import app
@@ -406,23 +407,14 @@ def _() -> tuple[World, c.Command]:
 
 @rejects(c.StartStaging, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.StartStaging(job_id="nope", path="staging/nope")
+    return booted(), c.StartStaging(job_id="nope")
 
 
 @rejects(c.StartStaging, "job_started")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.queue("j1")
-    return w, c.StartStaging(job_id="j1", path="staging/j1")
-
-
-@rejects(c.StartStaging, "staging_exists")
-def _() -> tuple[World, c.Command]:
-    w = booted()
-    w.create("j1")
-    w.create("j2")
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
-    return w, c.StartStaging(job_id="j2", path="staging/j1")
+    return w, c.StartStaging(job_id="j1")
 
 
 @rejects(c.StageFile, "job_not_found")
@@ -434,7 +426,7 @@ def _() -> tuple[World, c.Command]:
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.create("j1")
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
+    w.do(c.StartStaging(job_id="j1"))
     w.do(c.StartJob(job_id="j1"))
     return w, c.StageFile(job_id="j1", name="a", size=1, sha256="0" * 64)
 
@@ -537,26 +529,26 @@ def _() -> tuple[World, c.Command]:
 
 @rejects(c.RecordWorkspace, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.RecordWorkspace(job_id="nope", path="workspaces/nope")
+    return booted(), c.RecordWorkspace(job_id="nope")
 
 
 @rejects(c.RecordWorkspace, "not_preparing")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.queue("j1")
-    return w, c.RecordWorkspace(job_id="j1", path="workspaces/j1")
+    return w, c.RecordWorkspace(job_id="j1")
 
 
 @rejects(c.RecordWorkspace, "not_prepared")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.run_to_preparing("j1")
-    return w, c.RecordWorkspace(job_id="j1", path="workspaces/j1")
+    return w, c.RecordWorkspace(job_id="j1")
 
 
 @rejects(c.BeginLaunch, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.BeginLaunch(job_id="nope", run_dir="r")
+    return booted(), c.BeginLaunch(job_id="nope")
 
 
 @rejects(c.BeginLaunch, "not_launchable")
@@ -564,7 +556,7 @@ def _() -> tuple[World, c.Command]:
     w = booted()
     w.run_to_preparing("j1")
     w.prepare("j1")
-    return w, c.BeginLaunch(job_id="j1", run_dir="r")  # no workspace yet
+    return w, c.BeginLaunch(job_id="j1")  # no workspace yet
 
 
 def _started(job_id: str = "j1") -> c.RecordProcessStarted:
@@ -585,14 +577,14 @@ def _() -> tuple[World, c.Command]:
 
 @rejects(c.RecordExit, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.RecordExit(job_id="nope", exit_code=0)
+    return booted(), c.RecordExit(job_id="nope", code=0)
 
 
 @rejects(c.RecordExit, "not_running")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.complete("j1")
-    return w, c.RecordExit(job_id="j1", exit_code=1)
+    return w, c.RecordExit(job_id="j1", code=1)
 
 
 @rejects(c.FailJob, "job_not_found")
@@ -614,42 +606,50 @@ def _() -> tuple[World, c.Command]:
     return w, c.FailJob(job_id="j1", reason="x")
 
 
-@rejects(c.TimeOutJob, "job_not_found")
+@rejects(c.RecordStaleHeartbeat, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.TimeOutJob(job_id="nope")
+    return booted(), c.RecordStaleHeartbeat(job_id="nope", heartbeat_age=None)
 
 
-@rejects(c.TimeOutJob, "not_running")
-def _() -> tuple[World, c.Command]:
-    w = booted()
-    w.run_to_launching("j1")
-    return w, c.TimeOutJob(job_id="j1")
-
-
-@rejects(c.TimeOutJob, "not_due")
-def _() -> tuple[World, c.Command]:
-    w = booted()
-    w.run_to_running("j1")
-    return w, c.TimeOutJob(job_id="j1")
-
-
-@rejects(c.MarkLost, "job_not_found")
-def _() -> tuple[World, c.Command]:
-    return booted(), c.MarkLost(job_id="nope", reason="x")
-
-
-@rejects(c.MarkLost, "not_running")
+@rejects(c.RecordStaleHeartbeat, "not_running")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.queue("j1")
-    return w, c.MarkLost(job_id="j1", reason="x")
+    return w, c.RecordStaleHeartbeat(job_id="j1", heartbeat_age=None)
 
 
-@rejects(c.MarkLost, "not_launched")
+@rejects(c.RecordStaleHeartbeat, "not_launched")
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.run_to_preparing("j1")
-    return w, c.MarkLost(job_id="j1", reason="x")
+    return w, c.RecordStaleHeartbeat(job_id="j1", heartbeat_age=None)
+
+
+@rejects(c.RecordStaleHeartbeat, "heartbeat_fresh")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.run_to_running("j1")
+    age = SETTINGS.heartbeat_stale_seconds
+    return w, c.RecordStaleHeartbeat(job_id="j1", heartbeat_age=age)  # not older than that
+
+
+@rejects(c.RecordDamagedRunDir, "job_not_found")
+def _() -> tuple[World, c.Command]:
+    return booted(), c.RecordDamagedRunDir(job_id="nope", error="x")
+
+
+@rejects(c.RecordDamagedRunDir, "not_running")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.complete("j1")
+    return w, c.RecordDamagedRunDir(job_id="j1", error="x")
+
+
+@rejects(c.RecordDamagedRunDir, "not_launched")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.run_to_preparing("j1")
+    return w, c.RecordDamagedRunDir(job_id="j1", error="x")
 
 
 @rejects(c.Reattach, "job_not_found")
@@ -721,12 +721,19 @@ def _() -> tuple[World, c.Command]:
 
 @rejects(c.RecordContainer, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.RecordContainer(job_id="nope", container_id="ct", name="n", image="i")
+    return booted(), c.RecordContainer(job_id="nope", container_id="ct", sidecar="db")
+
+
+@rejects(c.RecordContainer, "sidecar_not_found")
+def _() -> tuple[World, c.Command]:
+    w = booted()
+    w.create("j1", sidecars=[Sidecar(name="db", image="postgres:16")])
+    return w, c.RecordContainer(job_id="j1", container_id="ct", sidecar="cache")
 
 
 @rejects(c.RecordNetwork, "job_not_found")
 def _() -> tuple[World, c.Command]:
-    return booted(), c.RecordNetwork(job_id="nope", network_id="nt", name="n")
+    return booted(), c.RecordNetwork(job_id="nope", network_id="nt")
 
 
 @rejects(c.RecordRemoval, "invalid_kind")
@@ -742,8 +749,8 @@ def _() -> tuple[World, c.Command]:
 @rejects(c.RecordOrphan, "not_orphan")
 def _() -> tuple[World, c.Command]:
     w = booted()
-    w.create("j1")
-    w.do(c.RecordContainer(job_id="j1", container_id="ct1", name="n", image="i"))
+    w.create("j1", sidecars=[Sidecar(name="db", image="postgres:16")])
+    w.do(c.RecordContainer(job_id="j1", container_id="ct1", sidecar="db"))
     return w, c.RecordOrphan(kind="container", resource_id="ct1", job_id="j1")
 
 
@@ -756,7 +763,7 @@ def _() -> tuple[World, c.Command]:
 def _() -> tuple[World, c.Command]:
     w = booted()
     w.create("j1")
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
+    w.do(c.StartStaging(job_id="j1"))
     return w, c.RemoveStaging(path="staging/j1", reason="stale")  # not 50 s old yet
 
 
@@ -990,6 +997,18 @@ def test_idempotent_create_same_body_no_events_other_body_conflict() -> None:
     assert w.state.jobs.idempotency == {"k": ("j1", "body-1")}
 
 
+def test_a_key_is_looked_up_once_for_decide_and_the_api() -> None:
+    """``Jobs.created_with``: the API answers a repeat with its job, decide refuses a conflict."""
+    w = booted()
+    key = Idempotency(key_hash="k", body_hash="body-1")
+    assert w.state.jobs.created_with(key) is None
+    w.create("j1", idempotency=key)
+    assert w.state.jobs.created_with(key) == EarlierCreate("j1", same_body=True)
+    other_body = Idempotency(key_hash="k", body_hash="body-2")
+    assert w.state.jobs.created_with(other_body) == EarlierCreate("j1", same_body=False)
+    assert w.state.jobs.created_with(Idempotency(key_hash="k2", body_hash="body-1")) is None
+
+
 def test_a_purged_job_frees_its_key_but_never_its_id() -> None:
     w = booted()
     key = Idempotency(key_hash="k", body_hash="body-1")
@@ -1006,8 +1025,8 @@ def test_a_purged_job_frees_its_key_but_never_its_id() -> None:
 def test_staging_then_start() -> None:
     w = booted()
     w.create("j1")
-    assert types(w.do(c.StartStaging(job_id="j1", path="staging/j1"))) == [StagingCreated]
-    assert w.do(c.StartStaging(job_id="j1", path="staging/j1")) == [], "already recorded"
+    assert types(w.do(c.StartStaging(job_id="j1"))) == [StagingCreated]
+    assert w.do(c.StartStaging(job_id="j1")) == [], "already recorded"
     staged = w.do(c.StageFile(job_id="j1", name="spec.md", size=10, sha256="ab" * 32))
     assert types(staged) == [JobFileStaged] and list(w.state.jobs.by_id["j1"].files) == ["spec.md"]
     [enqueued] = w.do(c.StartJob(job_id="j1"))
@@ -1100,10 +1119,10 @@ def test_a_batch_ends_with_its_last_member() -> None:
     w.do(c.Dispatch())
     w.prepare("j1")
     w.prepare("j2")
-    w.do(c.RecordWorkspace(job_id="j2", path="workspaces/j2"))
-    w.do(c.BeginLaunch(job_id="j2", run_dir="runs/j2"))
+    w.do(c.RecordWorkspace(job_id="j2"))
+    w.do(c.BeginLaunch(job_id="j2"))
     w.do(_started("j2"))
-    assert types(w.do(c.RecordExit(job_id="j2", exit_code=0))) == [JobCompleted, BatchEnded]
+    assert types(w.do(c.RecordExit(job_id="j2", code=0))) == [JobCompleted, BatchEnded]
 
 
 def test_a_ready_batch_becomes_executing_when_a_member_starts() -> None:
@@ -1122,12 +1141,10 @@ def test_launch_steps_and_the_deadline_written_at_start() -> None:
     w = booted()
     w.run_to_preparing("j1", timeout_seconds=120.0)
     w.prepare("j1")
-    assert types(w.do(c.RecordWorkspace(job_id="j1", path="workspaces/j1"))) == [
-        JobWorkspaceCreated
-    ]
-    assert w.do(c.RecordWorkspace(job_id="j1", path="workspaces/j1")) == []
-    assert types(w.do(c.BeginLaunch(job_id="j1", run_dir="run"))) == [JobLaunching]
-    assert w.do(c.BeginLaunch(job_id="j1", run_dir="run")) == []
+    assert types(w.do(c.RecordWorkspace(job_id="j1"))) == [JobWorkspaceCreated]
+    assert w.do(c.RecordWorkspace(job_id="j1")) == []
+    assert types(w.do(c.BeginLaunch(job_id="j1"))) == [JobLaunching]
+    assert w.do(c.BeginLaunch(job_id="j1")) == []
     assert "j1" in w.state.jobs.attached
     [started] = w.do(_started())
     assert isinstance(started, JobProcessStarted)
@@ -1137,13 +1154,18 @@ def test_launch_steps_and_the_deadline_written_at_start() -> None:
 
 
 @pytest.mark.parametrize(
-    ("exit_code", "ending", "status"),
-    [(0, JobCompleted, "completed"), (3, JobFailed, "failed"), (None, JobLost, "lost")],
+    ("seen", "ending", "status"),
+    [
+        (c.RecordExit(job_id="j1", code=0), JobCompleted, "completed"),
+        (c.RecordExit(job_id="j1", code=3), JobFailed, "failed"),
+        (c.RecordExit(job_id="j1"), JobLost, "lost"),
+    ],
 )
-def test_record_exit(exit_code: int | None, ending: type, status: str) -> None:
+def test_record_exit(seen: c.RecordExit, ending: type, status: str) -> None:
+    """The common cases; every observation in every status is in test_endings."""
     w = booted()
     w.run_to_running("j1")
-    events = w.do(c.RecordExit(job_id="j1", exit_code=exit_code))
+    events = w.do(seen)
     assert types(events) == [ending, BatchEnded]
     job = w.state.jobs.by_id["j1"]
     assert job.status == status and job.ended_at == w.now
@@ -1156,14 +1178,15 @@ def test_an_exit_past_the_deadline_is_a_time_out() -> None:
     w = booted()
     w.run_to_running("j1", timeout_seconds=60.0)
     w.now += 60
-    assert types(w.do(c.RecordExit(job_id="j1", exit_code=137))) == [JobTimedOut, BatchEnded]
+    assert types(w.do(c.RecordExit(job_id="j1", code=137))) == [JobTimedOut, BatchEnded]
 
 
-def test_time_out_past_the_deadline() -> None:
+def test_stopped_at_the_deadline_is_a_time_out() -> None:
     w = booted()
     w.run_to_running("j1", timeout_seconds=60.0)
     w.now += 60
-    assert types(w.do(c.TimeOutJob(job_id="j1"))) == [JobTimedOut, BatchEnded]
+    stopped = c.RecordExit(job_id="j1", stopped="deadline")  # the wrapper left nothing
+    assert types(w.do(stopped)) == [JobTimedOut, BatchEnded]
     assert w.status("j1") == "timed_out"
 
 
@@ -1174,27 +1197,31 @@ def test_fail_a_job_that_could_not_launch() -> None:
     assert w.state.jobs.by_id["j1"].reason == "binary missing"
 
 
-def test_mark_lost_and_reattach() -> None:
+def test_stale_heartbeat_and_reattach() -> None:
     w = booted()
     w.run_to_running("j1")
     w.run_to_running("j2", "web")
     w.do(c.StartServer(boot_id="boot-2", pid=2, version="t"))
     assert types(w.do(c.Reattach(job_id="j1", boot_id="boot-2"))) == [JobReattached]
     assert w.state.jobs.by_id["j1"].reattached == 1 and w.status("j1") == "running"
-    assert types(w.do(c.MarkLost(job_id="j2", reason="heartbeat stale"))) == [JobLost, BatchEnded]
-    assert w.state.jobs.by_id["j2"].reason == "heartbeat stale"
+    stale = c.RecordStaleHeartbeat(job_id="j2", heartbeat_age=300.0)
+    assert types(w.do(stale)) == [JobLost, BatchEnded]
+    assert w.state.jobs.by_id["j2"].reason == "its heartbeat stopped 300 s ago"
 
 
-def test_a_launching_job_can_be_marked_lost() -> None:
+def test_a_launching_job_with_a_damaged_run_directory_is_lost() -> None:
     w = booted()
     w.run_to_launching("j1")
-    assert types(w.do(c.MarkLost(job_id="j1", reason="crashed"))) == [JobLost, BatchEnded]
+    damaged = c.RecordDamagedRunDir(job_id="j1", error="identity: checksum mismatch")
+    assert types(w.do(damaged)) == [JobLost, BatchEnded]
+    reason = "its run directory is damaged: identity: checksum mismatch"
+    assert w.state.jobs.by_id["j1"].reason == reason
 
 
 def test_an_ending_makes_webhooks_due_and_marks_auto_cleanup() -> None:
     w = booted()
     w.run_to_running("j1", callbacks=[c.CallbackRequest(url="https://h")], auto_cleanup=True)
-    events = w.do(c.RecordExit(job_id="j1", exit_code=0))
+    events = w.do(c.RecordExit(job_id="j1", code=0))
     assert types(events) == [JobCompleted, CallbackDue, CleanupMarked, BatchEnded]
     due = events[1]
     assert isinstance(due, CallbackDue) and due.due_at == w.now and due.webhook_id
@@ -1236,7 +1263,7 @@ def test_cancel_of_a_launched_job_is_a_request_until_its_process_is_gone() -> No
     assert types(w.do(c.CancelJob(job_id="j1"))) == [JobCancelRequested]
     assert w.status("j1") == "cancelling" and "j1" in w.state.jobs.active
     assert w.do(c.CancelJob(job_id="j1")) == [], "already being cancelled"
-    events = w.do(c.RecordExit(job_id="j1", exit_code=0))
+    events = w.do(c.RecordExit(job_id="j1", code=0))
     assert types(events) == [JobCancelled, CallbackDue, BatchEnded]
 
 
@@ -1275,7 +1302,7 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     that still exists, until its own cleanup; only then can the job be purged."""
     w = booted()
     w.create("j1", sidecars=[Sidecar(name="db", image="postgres:16")])
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
+    w.do(c.StartStaging(job_id="j1"))
     w.do(c.StageFile(job_id="j1", name="spec.md", size=3, sha256="cd" * 32))
     w.do(c.StartJob(job_id="j1"))
     w.queue("j2")
@@ -1283,10 +1310,10 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     assert w.status("j2") == "waiting"
     w.prepare("j1")
     w.do(c.RemoveStaging(path="staging/j1", reason="consumed"))
-    w.do(c.RecordWorkspace(job_id="j1", path="workspaces/j1"))
-    w.do(c.RecordNetwork(job_id="j1", network_id="net1", name="rewind-j1"))
-    w.do(c.RecordContainer(job_id="j1", container_id="ct1", name="rewind-j1-db", image="pg"))
-    w.do(c.BeginLaunch(job_id="j1", run_dir="runs/j1"))
+    w.do(c.RecordWorkspace(job_id="j1"))
+    w.do(c.RecordNetwork(job_id="j1", network_id="net1"))
+    w.do(c.RecordContainer(job_id="j1", container_id="ct1", sidecar="db"))
+    w.do(c.BeginLaunch(job_id="j1"))
     w.do(_started())
 
     assert types(w.do(c.DeleteJob(job_id="j1"))) == [JobDeleteRequested]
@@ -1295,7 +1322,7 @@ def test_delete_of_a_running_job_is_a_request_and_orphans_nothing() -> None:
     assert w.do(c.DeleteJob(job_id="j1")) == []
     assert w.do(c.CancelJob(job_id="j1")) == []
 
-    events = w.do(c.RecordExit(job_id="j1", exit_code=None))
+    events = w.do(c.RecordExit(job_id="j1"))
     assert types(events) == [JobCancelled, JobDeleted, CleanupMarked, CleanupMarked, BatchEnded]
     assert deleted(w, "j1") and w.status("j1") == "cancelled"
     assert w.state.jobs.attached == {} and "j1" not in w.state.jobs.active
@@ -1341,7 +1368,7 @@ def test_a_deleted_member_of_a_preparing_batch_is_purged_only_after_the_batch() 
 def test_delete_of_a_job_with_staging_keeps_the_staging_until_removed() -> None:
     w = booted()
     w.create("j1")
-    w.do(c.StartStaging(job_id="j1", path="staging/j1"))
+    w.do(c.StartStaging(job_id="j1"))
     assert types(w.do(c.DeleteJob(job_id="j1"))) == [JobCancelled, JobDeleted]
     assert w.state.staging.of_job("j1") == "staging/j1"
     w.now += SETTINGS.retention_seconds
@@ -1434,12 +1461,15 @@ def test_cleanup_archive_fail_then_complete() -> None:
 
 def test_containers_networks_removal_failures_and_orphans() -> None:
     w = booted()
-    w.create("j1")
-    made = w.do(c.RecordContainer(job_id="j1", container_id="ct1", name="n", image="img"))
-    assert types(made) == [ContainerCreated]
-    assert w.do(c.RecordContainer(job_id="j1", container_id="ct1", name="n", image="img")) == []
-    assert types(w.do(c.RecordNetwork(job_id="j1", network_id="nt1", name="n"))) == [NetworkCreated]
-    assert w.do(c.RecordNetwork(job_id="j1", network_id="nt1", name="n")) == []
+    w.create("j1", sidecars=[Sidecar(name="db", image="postgres:16")])
+    made = w.do(c.RecordContainer(job_id="j1", container_id="ct1", sidecar="db"))
+    assert made == [
+        ContainerCreated(container_id="ct1", name="rewind-j1-db", image="postgres:16", job_id="j1")
+    ]
+    assert w.do(c.RecordContainer(job_id="j1", container_id="ct1", sidecar="db")) == []
+    network = w.do(c.RecordNetwork(job_id="j1", network_id="nt1"))
+    assert network == [NetworkCreated(network_id="nt1", name="rewind-j1", job_id="j1")]
+    assert w.do(c.RecordNetwork(job_id="j1", network_id="nt1")) == []
     [failed] = w.do(c.RecordRemoval(kind="container", resource_id="ct1", error="in use"))
     assert isinstance(failed, ResourceRemovalFailed) and failed.next_retry_at == w.now + 5.0
     assert types(w.do(c.RecordRemoval(kind="container", resource_id="ct1"))) == [ContainerRemoved]
@@ -1454,7 +1484,7 @@ def test_staging_removal_reasons() -> None:
     w = booted()
     for job_id in ("j1", "j2", "j3"):
         w.create(job_id)
-        w.do(c.StartStaging(job_id=job_id, path=f"staging/{job_id}"))
+        w.do(c.StartStaging(job_id=job_id))
     w.refuse(c.RemoveStaging(path="staging/j1", reason="consumed"), "conflict", "staging_in_use")
     w.refuse(c.RemoveStaging(path="staging/j1", reason="deleted"), "conflict", "staging_in_use")
     w.refuse(c.RemoveStaging(path="staging/j1", reason="orphan"), "conflict", "staging_in_use")
@@ -1492,11 +1522,11 @@ def test_status_and_queue_membership_agree_through_a_whole_lifecycle() -> None:
     assert lock is not None and lock.holder == w.batch_of("j2"), "the holder's status stays"
     w.prepare("j2")
     assert where("j2") == ("preparing", False, False, True)
-    w.do(c.RecordWorkspace(job_id="j2", path="workspaces/j2"))
-    w.do(c.BeginLaunch(job_id="j2", run_dir="r"))
+    w.do(c.RecordWorkspace(job_id="j2"))
+    w.do(c.BeginLaunch(job_id="j2"))
     w.do(_started("j2"))
     assert where("j2") == ("running", False, False, True)
-    w.do(c.RecordExit(job_id="j2", exit_code=1))
+    w.do(c.RecordExit(job_id="j2", code=1))
     assert where("j2") == ("failed", False, False, False)
 
 
@@ -1526,35 +1556,41 @@ def test_every_command_type_is_exercised_with_a_legal_outcome() -> None:
     do(c.RetryClone(repo="api"))
     do(c.FinishClone(repo="api", commit="c0"))
     do(c.ChangeRepoSettings(repo="api", settings=RepoSettings(index_command=["x"])))
-    do(c.CreateJob(job_id="j1", owner="bob", prompt="p", repo="api"))
-    do(c.StartStaging(job_id="j1", path="staging/j1"))
+    sidecars = [Sidecar(name="db", image="postgres:16")]
+    do(c.CreateJob(job_id="j1", owner="bob", prompt="p", repo="api", sidecars=sidecars))
+    do(c.StartStaging(job_id="j1"))
     do(c.StageFile(job_id="j1", name="f", size=1, sha256="0" * 64))
     do(c.StartJob(job_id="j1"))
     do(c.Dispatch())
     batch = w.state.batches.active[w.batch_of("j1")]
     do(c.FinishPreparation(batch_id=batch.batch_id, generation=batch.generation, commit="c1"))
     do(c.RemoveStaging(path="staging/j1", reason="consumed"))
-    do(c.RecordWorkspace(job_id="j1", path="workspaces/j1"))
-    do(c.RecordContainer(job_id="j1", container_id="ct", name="n", image="i"))
-    do(c.RecordNetwork(job_id="j1", network_id="nt", name="n"))
-    do(c.BeginLaunch(job_id="j1", run_dir="r"))
+    do(c.RecordWorkspace(job_id="j1"))
+    do(c.RecordContainer(job_id="j1", container_id="ct", sidecar="db"))
+    do(c.RecordNetwork(job_id="j1", network_id="nt"))
+    do(c.BeginLaunch(job_id="j1"))
     do(_started())
     do(c.Reattach(job_id="j1", boot_id="b1"))
-    do(c.TimeOutJob(job_id="j1"), advance=SETTINGS.default_timeout_seconds)
+    do(
+        c.RecordExit(job_id="j1", signal=15, stopped="deadline"),
+        advance=SETTINGS.default_timeout_seconds,
+    )
     do(c.RecordRemoval(kind="container", resource_id="ct"))
     do(c.RecordRemoval(kind="network", resource_id="nt"))
     do(c.DeleteJob(job_id="j1"))
     do(c.RecordArchived(path="workspaces/j1", archive="a"))
     do(c.FinishCleanup(path="workspaces/j1"))
-    do(c.FinishCleanup(path="r"))
+    do(c.FinishCleanup(path="runs/j1"))
     do(c.PurgeJob(job_id="j1"), advance=SETTINGS.retention_seconds)
     w.run_to_running("j2", callbacks=[c.CallbackRequest(url="https://h")])
-    do(c.RecordExit(job_id="j2", exit_code=0))
+    do(c.RecordExit(job_id="j2", code=0))
     do(c.StartAttempt(callback_id="j2-cb0"))
     do(c.RecordAttempt(callback_id="j2-cb0", attempt=1, outcome="give_up", status=410))
     do(c.RetryCallback(job_id="j2", index=0))
     w.run_to_launching("j3")
-    do(c.MarkLost(job_id="j3", reason="gone"))
+    do(c.RecordDamagedRunDir(job_id="j3", error="gone"))
+    w.run_to_running("j6")
+    do(c.RecordStaleHeartbeat(job_id="j6", heartbeat_age=None))
     w.run_to_launching("j4")
     do(c.FailJob(job_id="j4", reason="no binary"))
     w.queue("j5")
@@ -1732,7 +1768,7 @@ def _completed_cleanup() -> World:
 
 def _finished_job_cannot_fail(w: World) -> None:
     w.refuse(c.FailJob(job_id="j1", reason="x"), "conflict", "job_finished")
-    w.refuse(c.RecordExit(job_id="j1", exit_code=1), "conflict", "not_running")
+    w.refuse(c.RecordExit(job_id="j1", code=1), "conflict", "not_running")
 
 
 def _finished_job_cannot_restart(w: World) -> None:

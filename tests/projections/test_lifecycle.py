@@ -79,13 +79,13 @@ def world_with(status: JobStatus) -> World:
         elif status == "deleting":
             w.do(c.DeleteJob(job_id="j"))
         elif status == "completed":
-            w.do(c.RecordExit(job_id="j", exit_code=0))
+            w.do(c.RecordExit(job_id="j", code=0))
         elif status == "failed":
-            w.do(c.RecordExit(job_id="j", exit_code=2))
+            w.do(c.RecordExit(job_id="j", code=2))
         elif status == "timed_out":
-            w.do(c.TimeOutJob(job_id="j"), advance=60.0)
+            w.do(c.RecordExit(job_id="j", signal=15, stopped="deadline"), advance=60.0)
         elif status == "lost":
-            w.do(c.MarkLost(job_id="j", reason="gone"))
+            w.do(c.RecordStaleHeartbeat(job_id="j", heartbeat_age=None))
     assert w.status("j") == status
     return w
 
@@ -262,20 +262,22 @@ def test_batch_failed_fails_exactly_the_members_still_preparing() -> None:
 # -- decide obeys it ------------------------------------------------------------------------
 
 JOB_COMMANDS: Final[tuple[c.Command, ...]] = (
-    c.StartStaging(job_id="j", path="staging/j"),
+    c.StartStaging(job_id="j"),
     c.StageFile(job_id="j", name="f", size=1, sha256="0" * 64),
     c.StartJob(job_id="j"),
     c.Dispatch(),
-    c.RecordWorkspace(job_id="j", path="workspaces/j"),
-    c.BeginLaunch(job_id="j", run_dir="run"),
+    c.RecordWorkspace(job_id="j"),
+    c.BeginLaunch(job_id="j"),
     c.RecordProcessStarted(job_id="j", pid=9, process_start_time=2.0, boot_id="b"),
     c.Reattach(job_id="j", boot_id="b"),
-    c.RecordExit(job_id="j", exit_code=0),
-    c.RecordExit(job_id="j", exit_code=1),
-    c.RecordExit(job_id="j", exit_code=None),
+    c.RecordExit(job_id="j", code=0),
+    c.RecordExit(job_id="j", code=1),
+    c.RecordExit(job_id="j"),
+    c.RecordExit(job_id="j", signal=9, stopped="deadline"),
+    c.RecordExit(job_id="j", code=0, while_down=True),
     c.FailJob(job_id="j", reason="r"),
-    c.TimeOutJob(job_id="j"),
-    c.MarkLost(job_id="j", reason="r"),
+    c.RecordStaleHeartbeat(job_id="j", heartbeat_age=None),
+    c.RecordDamagedRunDir(job_id="j", error="r"),
     c.CancelJob(job_id="j"),
     c.DeleteJob(job_id="j"),
 )

@@ -55,7 +55,7 @@ from projections import (
     make,
 )
 from projections import commands as c
-from projections.decide import DECIDERS, common, running, scheduling
+from projections.decide import DECIDERS, common, endings, scheduling
 from projections.events import Idempotency, JobFailed, RepoSettings, Sidecar
 from tests.projections.world import raised_codes
 from tools.simulation import SETTINGS, Simulation, empty_report
@@ -173,7 +173,7 @@ class DomainMachine(RuleBasedStateMachine):
         state = self.state
         yield c.StartJob(job_id=GHOST), "job_not_found"
         yield c.CancelJob(job_id=GHOST), "job_not_found"
-        yield c.RecordExit(job_id=GHOST, exit_code=0), "job_not_found"
+        yield c.RecordExit(job_id=GHOST, code=0), "job_not_found"
         yield c.PurgeJob(job_id=GHOST), "job_not_found"
         yield c.FinishPreparation(batch_id=GHOST, generation=1, commit="c"), "batch_not_found"
         yield c.StartAttempt(callback_id=GHOST), "callback_not_found"
@@ -259,28 +259,31 @@ class DomainMachine(RuleBasedStateMachine):
             yield c.StartJob(job_id=job_id), "job_not_startable"
             yield c.CancelJob(job_id=job_id), "job_finished"
             yield c.FailJob(job_id=job_id, reason="r"), "job_finished"
-            yield c.RecordExit(job_id=job_id, exit_code=1), "not_running"
+            yield c.RecordExit(job_id=job_id, code=1), "not_running"
             yield c.Reattach(job_id=job_id, boot_id="b"), "not_running"
-            yield c.TimeOutJob(job_id=job_id), "not_running"
-            yield c.MarkLost(job_id=job_id, reason="r"), "not_running"
-            yield c.StartStaging(job_id=job_id, path="p"), "job_started"
+            yield c.RecordStaleHeartbeat(job_id=job_id, heartbeat_age=None), "not_running"
+            yield c.RecordDamagedRunDir(job_id=job_id, error="r"), "not_running"
+            yield c.StartStaging(job_id=job_id), "job_started"
             if job.deleted_at is None:
                 yield c.PurgeJob(job_id=job_id), "job_not_deleted"
             return
         yield c.PurgeJob(job_id=job_id), "job_not_deleted"
         if job.status in ("created", "queued", "waiting"):
-            yield c.RecordExit(job_id=job_id, exit_code=0), "not_running"
-            yield c.BeginLaunch(job_id=job_id, run_dir="r"), "not_launchable"
+            yield c.RecordExit(job_id=job_id, code=0), "not_running"
+            yield c.BeginLaunch(job_id=job_id), "not_launchable"
             yield c.Reattach(job_id=job_id, boot_id="b"), "not_running"
-            yield c.TimeOutJob(job_id=job_id), "not_running"
+            yield (
+                c.RecordExit(job_id=job_id, signal=15, stopped="deadline"),
+                "not_running",
+            )
             yield (
                 c.RecordProcessStarted(job_id=job_id, pid=1, process_start_time=1.0, boot_id="b"),
                 "not_launching",
             )
         if job.status in ("queued", "waiting"):
             yield c.StageFile(job_id=job_id, name="f", size=1, sha256="0"), "job_started"
-            yield c.RecordWorkspace(job_id=job_id, path="w"), "not_preparing"
-            yield c.MarkLost(job_id=job_id, reason="r"), "not_running"
+            yield c.RecordWorkspace(job_id=job_id), "not_preparing"
+            yield c.RecordStaleHeartbeat(job_id=job_id, heartbeat_age=None), "not_running"
         if job.status == "running":
             yield c.StartJob(job_id=job_id), "job_not_startable"
             yield c.FailJob(job_id=job_id, reason="r"), "has_process"
@@ -288,8 +291,7 @@ class DomainMachine(RuleBasedStateMachine):
                 c.RecordProcessStarted(job_id=job_id, pid=1, process_start_time=1.0, boot_id="b"),
                 "not_launching",
             )
-            if job.deadline is not None and self.sim.now < job.deadline:
-                yield c.TimeOutJob(job_id=job_id), "not_due"
+            yield c.RecordStaleHeartbeat(job_id=job_id, heartbeat_age=0.0), "heartbeat_fresh"
 
     # -- anything at all: accepted or refused, never inconsistent ---------------------------
 
@@ -354,20 +356,26 @@ class DomainMachine(RuleBasedStateMachine):
             lambda: c.DeleteJob(job_id=job()),
             lambda: c.PurgeJob(job_id=job()),
             lambda: c.FailJob(job_id=job(), reason=text()),
-            lambda: c.TimeOutJob(job_id=job()),
-            lambda: c.MarkLost(job_id=job(), reason=text()),
+            lambda: c.RecordStaleHeartbeat(job_id=job(), heartbeat_age=pick([None, 0.0, 999.0])),
+            lambda: c.RecordDamagedRunDir(job_id=job(), error=text()),
             lambda: c.Reattach(job_id=job(), boot_id=text()),
-            lambda: c.RecordExit(job_id=job(), exit_code=pick([None, 0, 1, 137])),
-            lambda: c.RecordWorkspace(job_id=job(), path=text()),
-            lambda: c.BeginLaunch(job_id=job(), run_dir=text()),
+            lambda: c.RecordExit(
+                job_id=job(),
+                code=pick([None, 0, 1, 137]),
+                signal=pick([None, 9, 15]),
+                stopped=pick([None, "request", "deadline"]),
+                while_down=pick([False, True]),
+            ),
+            lambda: c.RecordWorkspace(job_id=job()),
+            lambda: c.BeginLaunch(job_id=job()),
             lambda: c.RecordProcessStarted(
                 job_id=job(), pid=7, process_start_time=1.0, boot_id=text()
             ),
-            lambda: c.StartStaging(job_id=job(), path="staging/fuzz"),
+            lambda: c.StartStaging(job_id=job()),
             lambda: c.StageFile(job_id=job(), name=text(), size=1, sha256=text()),
             lambda: c.RetryCallback(job_id=job(), index=pick([0, 1])),
-            lambda: c.RecordContainer(job_id=job(), container_id=text(), name="n", image="i"),
-            lambda: c.RecordNetwork(job_id=job(), network_id=text(), name="n"),
+            lambda: c.RecordContainer(job_id=job(), container_id=text(), sidecar="cidx"),
+            lambda: c.RecordNetwork(job_id=job(), network_id=text()),
             lambda: c.FinishPreparation(
                 batch_id=pick([*state.batches.active, GHOST]),
                 generation=pick(list(range(top + 1))),
@@ -506,10 +514,10 @@ def unbounded_dispatch(state: State, command: c.Dispatch, now: float) -> list[Ev
 def careless_exit(state: State, command: c.RecordExit, now: float) -> list[Event]:
     """Record an exit without asking whether the job already ended: a second terminal."""
     found = state.jobs.by_id.get(command.job_id)
-    if found is not None and found.terminal and command.exit_code:
-        reason = f"the agent exited with code {command.exit_code}"
-        return [JobFailed(job_id=found.job_id, reason=reason, exit_code=command.exit_code, at=now)]
-    return running.record_exit(state, command, now)
+    if found is not None and found.terminal and command.code:
+        reason = f"the agent exited with code {command.code}"
+        return [JobFailed(job_id=found.job_id, reason=reason, exit_code=command.code, at=now)]
+    return endings.record_exit(state, command, now)
 
 
 def last_waiter_first(

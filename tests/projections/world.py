@@ -149,8 +149,8 @@ class World:
     def run_to_launching(self, job_id: str, repo: str = "api", **options: Any) -> None:
         self.run_to_preparing(job_id, repo, **options)
         self.prepare(job_id)
-        self.do(c.RecordWorkspace(job_id=job_id, path=f"workspaces/{job_id}"))
-        self.do(c.BeginLaunch(job_id=job_id, run_dir=f"runs/{job_id}"))
+        self.do(c.RecordWorkspace(job_id=job_id))
+        self.do(c.BeginLaunch(job_id=job_id))
 
     def run_to_running(self, job_id: str, repo: str = "api", **options: Any) -> None:
         self.run_to_launching(job_id, repo, **options)
@@ -161,7 +161,7 @@ class World:
 
     def complete(self, job_id: str, repo: str = "api", **options: Any) -> list[Event]:
         self.run_to_running(job_id, repo, **options)
-        return self.do(c.RecordExit(job_id=job_id, exit_code=0))
+        return self.do(c.RecordExit(job_id=job_id, code=0))
 
     def status(self, job_id: str) -> str:
         return self.state.jobs.by_id[job_id].status
