@@ -37,9 +37,9 @@ from service.api.problems import (
     on_api_error,
     on_domain_error,
     on_http_error,
+    on_too_deep,
     on_unexpected,
     on_validation,
-    refuse_deep_json,
 )
 from service.auth import new_token, token_hash
 from service.config import Config
@@ -153,11 +153,11 @@ def build_app(
             ApiError: on_api_error,
             DomainError: on_domain_error,
             ValidationException: on_validation,
+            RecursionError: on_too_deep,
             HTTPException: on_http_error,
             Exception: on_unexpected,
         },
         middleware=[bearer_tokens],
-        before_request=refuse_deep_json,
         openapi_config=OpenAPIConfig(
             title="rewind",
             version=__version__,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 
 from projections import DomainError
 
@@ -87,22 +87,16 @@ def on_validation(
     return problem(400 if malformed else 422, "invalid_request", detail, request.url.path)
 
 
-async def refuse_deep_json(request: Request[Any, Any, Any]) -> None:
-    """Before every handler that takes a JSON body: decode it here, where a body nested deeper
-    than the decoder can recurse (a thousand brackets, 2 KB) becomes a 400, not a
-    RecursionError (a 500 and a traceback, on the unauthenticated login too).
-
-    The decoded body is kept on the request, so the handler's own decoding costs nothing
-    more; a malformed body is left to it (a 400 naming what is wrong).
-    """
-    if "data" not in request.route_handler.parsed_fn_signature.parameters:
-        return
-    try:
-        await request.json()
-    except RecursionError:
-        raise ApiError(400, "too_deeply_nested", "the JSON body is nested too deeply") from None
-    except SerializationException:
-        return
+def on_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    """A JSON body nested deeper than the decoder can recurse (a thousand brackets, 2 KB)
+    is the client's mistake: a 400, not a 500 with a traceback (on the unauthenticated login
+    too). Caught where the handler decodes its body, so a valid body is decoded once. A
+    RecursionError with no JSON body to blame stays what it is: a bug, a 500."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return problem(
+            400, "too_deeply_nested", "the JSON body is nested too deeply", request.url.path
+        )
+    return on_unexpected(request, exc)
 
 
 def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
