@@ -21,6 +21,7 @@ from projections.events import (
     ServerSettings,
 )
 from projections.lifecycle import JobStatus
+from tests.projections.test_lifecycle import world_with
 from tests.projections.world import SETTINGS, World
 
 TIMEOUT: Final = 60.0
@@ -117,19 +118,11 @@ def test_found_ended_at_startup_says_so(seen: c.RecordExit, reason: str) -> None
 
 @pytest.mark.parametrize("status", ["created", "queued", "waiting", "preparing", "completed"])
 def test_no_process_no_exit(status: JobStatus) -> None:
-    w = World().boot()
-    if status == "created":
-        w.create("j")
-    elif status == "queued":
-        w.queue("j")
-    elif status == "waiting":
-        w.run_to_preparing("j0")
-        w.queue("j")
-        w.do(c.Dispatch())
-    elif status == "preparing":
+    if status == "preparing":
+        w = World().boot()
         w.run_to_launching("j")  # launch intent recorded, no process yet
     else:
-        w.complete("j")
+        w = world_with(status)
     assert w.status("j") == status
     w.refuse(c.RecordExit(job_id="j", code=0), "conflict", "not_running")
 
