@@ -75,12 +75,12 @@ from service.agents.identity import (
     write_identity,
 )
 from service.sandbox import bwrap
+from service.sandbox.lifetime import die_with_parent
 from service.sandbox.spec import SandboxSpec
 
 DEFAULT_HEARTBEAT_INTERVAL = 2.0
 DEFAULT_LEFTOVER_GRACE = 5.0
 _SWEEP_POLL = 0.02
-_PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -245,14 +245,14 @@ class _StopRequests:
 
 def _die_with_parent_hook() -> Callable[[], None]:
     """A preexec_fn that makes the kernel SIGKILL the agent if the wrapper dies first."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    libc = ctypes.CDLL(None, use_errno=True)
     parent = os.getpid()
 
     def hook() -> None:
-        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        try:
+            die_with_parent(libc, parent)
+        except OSError:
             os._exit(126)
-        if os.getppid() != parent:  # the wrapper died before the request took effect
-            os._exit(1)
 
     return hook
 

@@ -18,13 +18,13 @@ import ctypes
 import json
 import os
 import select
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from service.sandbox import tools
+from service.sandbox.lifetime import die_with_parent
 from service.sandbox.network import RESOLV_CONF, Network, NetworkSetupError
 from service.sandbox.seccomp import no_unix_sockets
 from service.sandbox.spec import AGENT_HOME, SandboxSpec
@@ -40,7 +40,6 @@ _CLONE_NEWNS = 0x00020000
 _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
-_PR_SET_PDEATHSIG = 1
 
 
 class SandboxStartError(RuntimeError):
@@ -176,10 +175,7 @@ def _child_setup(spec: SandboxSpec, dirs: _Dirs) -> Callable[[], None]:
                 os.setgroups([])
                 os.setgid(spec.gid if spec.gid is not None else spec.uid)
                 os.setuid(spec.uid)
-            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-                os._exit(126)
-            if os.getppid() != parent:
-                os._exit(1)
+            die_with_parent(libc, parent)
         except OSError as exc:
             os.write(2, f"rewind-sandbox: {exc}\n".encode())
             os._exit(126)
